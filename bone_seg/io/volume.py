@@ -1,0 +1,227 @@
+"""Read 3D volumes lazily, slab by slab, from every source a user may hold.
+
+Sources: a folder of 2D TIFF slices (natural sort order), a multi-page TIFF, a ``.npy`` file, a Zarr
+array (a path to the array, or to a store scan ``<store>/scans/<id>/image``), or an in-memory array.
+Every reader exposes ``shape``, ``dtype``, ``path`` and ``read(z0, z1)`` and never loads more than
+the requested slices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import tifffile
+
+from bone_seg.errors import BoneSegError
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class Volume(Protocol):
+    """A (Z, Y, X) volume that can be read slab by slab."""
+
+    path: str
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        """Return slices ``z0:z1`` as a numpy array of shape ``(z1 - z0, Y, X)``."""
+        ...
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders ``s2`` before ``s10`` (numbers compared as numbers)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def _check_3d(shape: Sequence[int], path: str) -> tuple[int, int, int]:
+    if len(shape) == 2:
+        return (1, int(shape[0]), int(shape[1]))
+    if len(shape) != 3:
+        raise BoneSegError(
+            f"{path}: expected a 3D volume (Z, Y, X) or a 2D slice, got shape {tuple(shape)}; "
+            "colour (RGB) or multi-channel images must be converted to one grey channel first"
+        )
+    return tuple(int(s) for s in shape)  # type: ignore[return-value]
+
+
+class TiffFolder:
+    """A folder of single-page 2D TIFF files, one per slice, in natural sort order."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        folder = Path(path)
+        self.files = sorted(
+            (p for p in folder.iterdir() if p.suffix.lower() in TIFF_SUFFIXES and p.is_file()),
+            key=lambda p: natural_key(p.name),
+        )
+        if not self.files:
+            raise BoneSegError(
+                f"{folder}: the folder contains no .tif/.tiff slices; point to the folder that "
+                "holds the scan's TIFF slices"
+            )
+        first_shape, first_dtype = self._header(self.files[0])
+        for f in self.files[1:]:
+            shape, dtype = self._header(f)
+            if shape != first_shape:
+                raise BoneSegError(
+                    f"{f}: slice is {shape[1]}×{shape[0]} px but {self.files[0].name} is "
+                    f"{first_shape[1]}×{first_shape[0]} px; all slices of one scan must have the "
+                    "same size (remove stray files or re-export the stack)"
+                )
+            if dtype != first_dtype:
+                raise BoneSegError(
+                    f"{f}: slice has dtype {dtype} but {self.files[0].name} has {first_dtype}; "
+                    "all slices of one scan must share one bit depth"
+                )
+        self.shape = (len(self.files), first_shape[0], first_shape[1])
+        self.dtype = np.dtype(first_dtype)
+
+    @staticmethod
+    def _header(f: Path) -> tuple[tuple[int, ...], np.dtype]:
+        try:
+            with tifffile.TiffFile(f) as tif:
+                page = tif.pages[0]
+                shape, dtype = tuple(page.shape), page.dtype
+        except Exception as err:  # tifffile raises many types for corrupt files
+            raise BoneSegError(
+                f"{f}: not a readable TIFF ({type(err).__name__}: {err}); the file is corrupt or "
+                "truncated — re-export it or remove it from the folder"
+            ) from err
+        if len(shape) != 2:
+            raise BoneSegError(
+                f"{f}: expected a 2D grey slice, got shape {shape}; convert colour slices to grey"
+            )
+        return shape, dtype
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        out = np.empty((z1 - z0, *self.shape[1:]), dtype=self.dtype)
+        for i, f in enumerate(self.files[z0:z1]):
+            out[i] = _read_tiff_page(f)
+        return out
+
+
+def _read_tiff_page(f: Path, key: int = 0) -> np.ndarray:
+    try:
+        return tifffile.imread(f, key=key)
+    except Exception as err:
+        raise BoneSegError(
+            f"{f}: could not read the image data ({type(err).__name__}: {err}); the file is "
+            "corrupt or truncated — re-export it"
+        ) from err
+
+
+class MultiPageTiff:
+    """A single TIFF file holding the scan as pages (or one volumetric series)."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                series = tif.series[0]
+                shape, dtype = series.shape, series.dtype
+                self._pages = len(series.pages) if series.pages else 1
+        except Exception as err:
+            raise BoneSegError(
+                f"{path}: not a readable TIFF ({type(err).__name__}: {err}); the file is corrupt "
+                "or truncated — re-export it"
+            ) from err
+        self.shape = _check_3d(shape, self.path)
+        self.dtype = np.dtype(dtype)
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        if self._pages == self.shape[0]:
+            try:
+                data = tifffile.imread(self.path, key=range(z0, z1))
+            except Exception as err:
+                raise BoneSegError(
+                    f"{self.path}: could not read pages {z0}..{z1 - 1} ({type(err).__name__}: "
+                    f"{err}); the file is corrupt or truncated — re-export it"
+                ) from err
+            return data.reshape((z1 - z0, *self.shape[1:]))
+        # one volumetric page (rare): the library only reads it whole
+        return np.asarray(tifffile.imread(self.path)).reshape(self.shape)[z0:z1]
+
+
+class NpyVolume:
+    """A ``.npy`` file, memory-mapped so that only requested slices are read."""
+
+    def __init__(self, path: str | Path):
+        self.path = str(path)
+        try:
+            self._arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception as err:
+            raise BoneSegError(
+                f"{path}: not a readable .npy file ({type(err).__name__}: {err}); save it with "
+                "numpy.save and no object dtype"
+            ) from err
+        self.shape = _check_3d(self._arr.shape, self.path)
+        self._arr = self._arr.reshape(self.shape)
+        self.dtype = self._arr.dtype
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        return np.array(self._arr[z0:z1])
+
+
+class ArrayVolume:
+    """Any array-like with numpy slicing: a Zarr array, a memmap, an in-memory array."""
+
+    def __init__(self, array, path: str = "<array>"):
+        self.path = path
+        self._arr = array
+        self.shape = _check_3d(array.shape, path)
+        self.dtype = np.dtype(array.dtype)
+
+    def read(self, z0: int, z1: int) -> np.ndarray:
+        if len(self._arr.shape) == 2:
+            return np.asarray(self._arr[:]).reshape(self.shape)[z0:z1]
+        return np.asarray(self._arr[z0:z1])
+
+
+def open_zarr_array(path: str | Path):
+    """Open an existing Zarr array read-only, with a clear message when it is not one."""
+    import zarr
+
+    try:
+        node = zarr.open(str(path), mode="r")
+    except Exception as err:
+        raise BoneSegError(
+            f"{path}: not a readable Zarr array ({type(err).__name__}: {err})"
+        ) from err
+    if isinstance(node, zarr.Group):
+        names = sorted(node.array_keys())
+        hint = f"; arrays in this group: {', '.join(names)}" if names else ""
+        raise BoneSegError(f"{path}: is a Zarr group, not an array — name the array{hint}")
+    return node
+
+
+def open_volume(source) -> Volume:
+    """Open a scan or mask from a path (folder, .tif, .npy, Zarr) or an array.
+
+    Raises:
+        BoneSegError: if the path does not exist or is not a supported, readable volume.
+    """
+    if not isinstance(source, (str, Path)):
+        return ArrayVolume(source)
+    path = Path(source)
+    if not path.exists():
+        raise BoneSegError(f"{path}: no such file or folder; check the path")
+    if path.is_dir():
+        if (path / "zarr.json").exists() or (path / ".zarray").exists():
+            return ArrayVolume(open_zarr_array(path), str(path))
+        if (path / ".zgroup").exists():
+            return ArrayVolume(open_zarr_array(path), str(path))
+        return TiffFolder(path)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return MultiPageTiff(path)
+    if suffix == ".npy":
+        return NpyVolume(path)
+    raise BoneSegError(
+        f"{path}: unsupported file type '{suffix}'; give a folder of TIFF slices, a multi-page "
+        ".tif, a .npy file or a Zarr array"
+    )
