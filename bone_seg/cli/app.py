@@ -42,8 +42,7 @@ def hydra_main(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[
             try:
                 return run(cfg)
             except BoneSegError as err:
-                log.error("%s", err)
-                print(f"error: {err}", file=sys.stderr, flush=True)
+                log.error("error: %s", err)
                 sys.exit(2)
 
         return task()

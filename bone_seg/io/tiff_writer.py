@@ -28,8 +28,14 @@ class TiffSliceWriter:
     under its final name only after a clean exit; on error the partial folder is removed.
     """
 
-    def __init__(self, folder: str | Path, depth: int, prefix: str = "slice",
-                 voxel_size: float | None = None, overwrite: bool = False):
+    def __init__(
+        self,
+        folder: str | Path,
+        depth: int,
+        prefix: str = "slice",
+        voxel_size: float | None = None,
+        overwrite: bool = False,
+    ):
         self.folder = Path(folder)
         self.depth = depth
         self.prefix = prefix
@@ -69,8 +75,14 @@ class TiffSliceWriter:
         os.replace(self._tmp, self.folder)
 
 
-def write_multipage(path: str | Path, shape: tuple[int, int, int], dtype, slabs,
-                    voxel_size: float | None = None, overwrite: bool = False) -> None:
+def write_multipage(
+    path: str | Path,
+    shape: tuple[int, int, int],
+    dtype,
+    slabs,
+    voxel_size: float | None = None,
+    overwrite: bool = False,
+) -> None:
     """Write slabs (an iterator of ``(z, Y, X)`` arrays) as one multi-page TIFF.
 
     Memory holds one slab at a time. The file is renamed into place when complete.

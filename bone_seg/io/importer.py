@@ -1,0 +1,221 @@
+"""Import scans (and masks) into the dataset store, streaming slab by slab.
+
+A worker process imports one scan: it reads a slab (one shard deep) from the source, validates it,
+accumulates statistics and class counts, and writes it into a Zarr group under a temporary name. Only
+when every slab is in and the attributes are written is the group renamed to its final name; on any
+error the temporary group is deleted. Several scans run in parallel processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import shutil
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from bone_seg.errors import BoneSegError
+from bone_seg.io.stats import StatsAccumulator
+from bone_seg.io.store import ChunkLayout, DatasetStore
+from bone_seg.io.validate import check_image_slab, check_pair, convert_mask_slab, mask_lookup
+from bone_seg.io.volume import open_volume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScanSource:
+    """Where one scan (and its optional mask) comes from."""
+
+    scan_id: str
+    image: str
+    mask: str | None = None
+    voxel_size: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class ImportOptions:
+    """Options that apply to every scan of an import."""
+
+    class_names: tuple[str, ...] = ("background", "bone", "pores")
+    mask_remap: dict | None = None
+    min_patch_size: int = 0
+    min_depth: int = 1
+    layout: ChunkLayout = field(default_factory=ChunkLayout)
+    progress_position: int = 0
+
+
+def check_sources(sources: list[ScanSource], options: ImportOptions) -> None:
+    """Cheap checks of every source before any work: ids, paths, headers, shapes."""
+    seen: dict[str, str] = {}
+    for src in sources:
+        if not src.scan_id or "/" in src.scan_id or src.scan_id.startswith("."):
+            raise BoneSegError(
+                f"scan id {src.scan_id!r} ({src.image}) is not usable as a name; use letters, "
+                "digits, '_' or '-'"
+            )
+        if src.scan_id in seen:
+            raise BoneSegError(
+                f"duplicate scan id {src.scan_id!r}: used for {seen[src.scan_id]} and {src.image}; "
+                "give each scan a unique id"
+            )
+        seen[src.scan_id] = src.image
+        image = open_volume(src.image)
+        mask = open_volume(src.mask) if src.mask else None
+        check_pair(image, mask, options.min_patch_size, options.min_depth)
+        if image.dtype.kind not in "uif":
+            raise BoneSegError(f"{image.path}: scan dtype {image.dtype} is not a grey-value type")
+
+
+def import_scan(store_path: str | Path, src: ScanSource, options: ImportOptions) -> dict:
+    """Import one scan into the store; return its attributes. The manifest is not touched."""
+    import zarr
+
+    image = open_volume(src.image)
+    mask = open_volume(src.mask) if src.mask else None
+    check_pair(image, mask, options.min_patch_size, options.min_depth)
+    num_classes = len(options.class_names)
+    lut = mask_lookup(mask.dtype, num_classes, options.mask_remap) if mask is not None else None
+
+    scans_dir = Path(store_path) / "scans"
+    final = scans_dir / src.scan_id
+    tmp = scans_dir / f".partial-{src.scan_id}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        group = zarr.open_group(str(tmp), mode="w")
+        layout = options.layout
+        chunks, shards = layout.for_array(image.shape, image.dtype.itemsize)
+        img_arr = group.create_array(
+            "image",
+            shape=image.shape,
+            dtype=image.dtype,
+            chunks=chunks,
+            shards=shards,
+            compressors=layout.compressors(),
+            fill_value=0,
+            dimension_names=("z", "y", "x"),
+        )
+        msk_arr = None
+        if mask is not None:
+            m_chunks, m_shards = layout.for_array(image.shape, 1)
+            msk_arr = group.create_array(
+                "mask",
+                shape=image.shape,
+                dtype=np.uint8,
+                chunks=m_chunks,
+                shards=m_shards,
+                compressors=layout.compressors(),
+                fill_value=0,
+                dimension_names=("z", "y", "x"),
+            )
+        stats = StatsAccumulator(image.dtype)
+        counts = np.zeros(num_classes, np.int64)
+        depth = shards[0]
+        bar = tqdm(
+            total=image.shape[0],
+            desc=f"import {src.scan_id}",
+            unit="slice",
+            position=options.progress_position,
+            leave=False,
+            disable=None,
+        )
+        for z0 in range(0, image.shape[0], depth):
+            z1 = min(z0 + depth, image.shape[0])
+            slab = image.read(z0, z1)
+            check_image_slab(slab, image.path, z0)
+            stats.update(slab)
+            img_arr[z0:z1] = slab
+            del slab
+            if mask is not None:
+                mslab, c = convert_mask_slab(mask.read(z0, z1), mask.path, z0, num_classes, lut)
+                counts += c
+                msk_arr[z0:z1] = mslab
+            bar.update(z1 - z0)
+        bar.close()
+        attrs = {
+            "scan_id": src.scan_id,
+            "shape": list(image.shape),
+            "dtype": image.dtype.name,
+            "voxel_size": src.voxel_size,
+            "source": {
+                "image": str(Path(src.image).resolve()),
+                "mask": str(Path(src.mask).resolve()) if src.mask else None,
+            },
+            "class_names": list(options.class_names),
+            "has_mask": mask is not None,
+            "stats": stats.result(),
+            "class_counts": [int(c) for c in counts] if mask is not None else None,
+            **({"extra": src.extra} if src.extra else {}),
+        }
+        group.attrs.update(attrs)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return attrs
+
+
+def _import_worker(args) -> dict:
+    store_path, src, options = args
+    return import_scan(store_path, src, options)
+
+
+def import_scans(
+    store_path: str | Path,
+    sources: list[ScanSource],
+    options: ImportOptions,
+    workers: int = 1,
+    overwrite: bool = False,
+) -> DatasetStore:
+    """Import several scans (in parallel processes) and list them in the manifest, in order.
+
+    Scans that finish are kept even if another fails (each is complete on its own); the manifest
+    lists only completed scans, so a failed import can simply be re-run.
+
+    Raises:
+        BoneSegError: on any bad input, before work where the headers tell, otherwise when met.
+    """
+    check_sources(sources, options)
+    store = DatasetStore.create(store_path, options.class_names)
+    existing = [s.scan_id for s in sources if s.scan_id in store.scan_ids]
+    if existing and not overwrite:
+        raise BoneSegError(
+            f"{store.path}: scan id(s) {', '.join(existing)} already in the store; choose other "
+            "ids or pass overwrite=true to replace them"
+        )
+    done: list[str] = []
+    errors: list[BaseException] = []
+    jobs = [(str(store.path), s, _with_position(options, i)) for i, s in enumerate(sources)]
+    if workers <= 1 or len(sources) == 1:
+        for job in jobs:
+            _import_worker(job)
+            done.append(job[1].scan_id)
+    else:
+        # spawn: zarr runs an asyncio I/O thread, which a fork would copy in a broken state
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = [pool.submit(_import_worker, job) for job in jobs]
+            for job, fut in zip(jobs, futures, strict=True):
+                try:
+                    fut.result()
+                    done.append(job[1].scan_id)
+                except BaseException as err:  # keep finished scans, report the first error
+                    errors.append(err)
+    store.add_scans(done)
+    if errors:
+        raise errors[0]
+    return store
+
+
+def _with_position(options: ImportOptions, i: int) -> ImportOptions:
+    from dataclasses import replace
+
+    return replace(options, progress_position=i)

@@ -1,0 +1,219 @@
+"""The dataset store: one Zarr v3 group per scan (``image``, optional ``mask``, statistics).
+
+Layout (see docs/development.md)::
+
+    <store>/manifest.json        scan ids in a fixed order (the order folds follow), class names
+    <store>/scans/<scan_id>/     Zarr group: arrays ``image`` (original dtype), ``mask`` (uint8)
+
+A scan directory appears under its final name only when complete (written under a temporary name,
+then renamed), and the manifest is replaced atomically, so an interrupted import never leaves a scan
+that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from bone_seg.errors import BoneSegError
+
+FORMAT = "bone_seg.store"
+VERSION = 1
+DEFAULT_CLASSES = ("background", "bone", "pores")
+
+
+@dataclass(frozen=True)
+class ChunkLayout:
+    """How arrays are cut on disk.
+
+    Shards hold ``shard_depth`` slices and up to ``shard_yx`` px in Y and X; inside, chunks are one
+    slice deep so that a random 2D patch reads only what it needs (chosen by measurement, see
+    ``benchmarks/chunking.py``). A slab of one shard depth is what import and prediction hold in
+    memory, so ``max_slab_mb`` caps the shard depth for very large slices.
+    """
+
+    chunk_yx: int = 256
+    shard_depth: int = 16
+    shard_yx: int = 1024
+    max_slab_mb: float = 256.0
+    codec: str = "zstd"
+    level: int = 1
+
+    def for_array(self, shape: tuple[int, int, int], itemsize: int) -> tuple[tuple, tuple]:
+        """Return ``(chunks, shards)`` for an array of ``shape`` and ``itemsize`` bytes."""
+        z, y, x = shape
+        cy, cx = min(self.chunk_yx, y), min(self.chunk_yx, x)
+        sy = min(_round_up(y, cy), max(cy, self.shard_yx // cy * cy))
+        sx = min(_round_up(x, cx), max(cx, self.shard_yx // cx * cx))
+        slab_bytes = y * x * itemsize
+        depth_cap = max(1, int(self.max_slab_mb * 2**20 // slab_bytes))
+        sz = max(1, min(self.shard_depth, z, depth_cap))
+        return (1, cy, cx), (sz, sy, sx)
+
+    def compressors(self):
+        """The zarr compressor chain for this layout."""
+        from zarr.codecs import BloscCodec, ZstdCodec
+
+        if self.codec == "zstd":
+            return [ZstdCodec(level=self.level)]
+        if self.codec in ("lz4", "blosc-lz4"):
+            return [BloscCodec(cname="lz4", clevel=self.level, shuffle="bitshuffle")]
+        if self.codec == "none":
+            return None
+        raise BoneSegError(
+            f"store.codec={self.codec!r} is not supported; use one of zstd, lz4, none"
+        )
+
+
+def _round_up(n: int, m: int) -> int:
+    return int(math.ceil(n / m) * m)
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON to ``path`` through a temporary file and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass
+class Scan:
+    """One scan of the store, read lazily."""
+
+    scan_id: str
+    path: Path
+    image: object
+    mask: object | None
+    attrs: dict = field(default_factory=dict)
+
+    def stats(self, policy: str = "positive") -> dict:
+        """Normalisation statistics over ``positive`` (voxels > 0) or ``all`` voxels."""
+        if policy not in ("positive", "all"):
+            raise BoneSegError(
+                f"statistics policy {policy!r} is not known; use 'positive' (voxels > 0) or 'all'"
+            )
+        stats = self.attrs["stats"][policy]
+        if not stats["count"]:
+            raise BoneSegError(
+                f"scan {self.scan_id}: no voxels in the '{policy}' set (is the scan all zeros?); "
+                "use data.stats_policy=all"
+            )
+        return stats
+
+
+class DatasetStore:
+    """A dataset directory written by ``bone-import``.
+
+    Args:
+        path: the store directory (holding ``manifest.json``).
+
+    Raises:
+        BoneSegError: if the directory is not a store.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        manifest = self.path / "manifest.json"
+        if not manifest.exists():
+            raise BoneSegError(
+                f"{self.path}: not a bone_seg dataset store (no manifest.json); create one with "
+                "bone-import"
+            )
+        try:
+            self.manifest = json.loads(manifest.read_text())
+        except json.JSONDecodeError as err:
+            raise BoneSegError(f"{manifest}: corrupt manifest ({err}); re-run bone-import") from err
+        if self.manifest.get("format") != FORMAT:
+            raise BoneSegError(f"{manifest}: not a bone_seg store manifest")
+
+    @classmethod
+    def create(cls, path: str | Path, class_names: tuple[str, ...] | list[str]) -> DatasetStore:
+        """Create an empty store, or open an existing one with the same class names."""
+        path = Path(path)
+        if (path / "manifest.json").exists():
+            store = cls(path)
+            if list(store.class_names) != list(class_names):
+                raise BoneSegError(
+                    f"{path}: the store's classes are {store.class_names}, not {list(class_names)};"
+                    " import into a new store or use the same class_names"
+                )
+            return store
+        (path / "scans").mkdir(parents=True, exist_ok=True)
+        write_json_atomic(
+            path / "manifest.json",
+            {
+                "format": FORMAT,
+                "version": VERSION,
+                "class_names": list(class_names),
+                "scans": [],
+            },
+        )
+        return cls(path)
+
+    @property
+    def scan_ids(self) -> list[str]:
+        """Scan ids in the store's fixed order."""
+        return list(self.manifest["scans"])
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.manifest["class_names"])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.manifest["class_names"])
+
+    def scan_path(self, scan_id: str) -> Path:
+        return self.path / "scans" / scan_id
+
+    def open_scan(self, scan_id: str) -> Scan:
+        """Open a scan's arrays lazily (nothing is read until sliced)."""
+        import zarr
+
+        if scan_id not in self.manifest["scans"]:
+            raise BoneSegError(
+                f"{self.path}: no scan {scan_id!r}; scans in this store: "
+                f"{', '.join(self.scan_ids) or '(none)'}"
+            )
+        group = zarr.open_group(str(self.scan_path(scan_id)), mode="r")
+        attrs = dict(group.attrs)
+        mask = group["mask"] if attrs.get("has_mask") else None
+        return Scan(scan_id, self.scan_path(scan_id), group["image"], mask, attrs)
+
+    def add_scans(self, scan_ids: list[str]) -> None:
+        """Append finished scans to the manifest (atomically), keeping the given order."""
+        current = self.scan_ids
+        merged = current + [s for s in scan_ids if s not in current]
+        self.manifest["scans"] = merged
+        write_json_atomic(self.path / "manifest.json", self.manifest)
+
+    def summary_rows(self) -> list[dict]:
+        """One row per scan: shape, dtype, class fractions, statistics (for a summary table)."""
+        rows = []
+        for sid in self.scan_ids:
+            a = self.open_scan(sid).attrs
+            counts = a.get("class_counts")
+            total = sum(counts) if counts else 0
+            fractions = [c / total for c in counts] if total else None
+            rows.append(
+                {
+                    "scan": sid,
+                    "shape": a["shape"],
+                    "dtype": a["dtype"],
+                    "voxel_size": a.get("voxel_size"),
+                    "has_mask": a.get("has_mask", False),
+                    "class_fractions": fractions,
+                    "stats": a["stats"],
+                }
+            )
+        return rows
+
+
+def scan_dtype(attrs: dict) -> np.dtype:
+    """The original dtype of a scan, from its attributes."""
+    return np.dtype(attrs["dtype"])

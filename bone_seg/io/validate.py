@@ -1,0 +1,118 @@
+"""Checks of scans and masks at import; each failure is one message naming the file and the fix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bone_seg.errors import BoneSegError
+
+
+def check_pair(image, mask, min_patch_size: int = 0, min_depth: int = 1) -> None:
+    """Check what headers tell: matching shapes and a scan large enough to cut patches from."""
+    if mask is not None and tuple(image.shape) != tuple(mask.shape):
+        raise BoneSegError(
+            f"scan/mask shape mismatch: {image.path} is {_fmt(image.shape)} but {mask.path} is "
+            f"{_fmt(mask.shape)} (Z × Y × X); export both from the same volume"
+        )
+    z, y, x = image.shape
+    if min(y, x) < min_patch_size:
+        raise BoneSegError(
+            f"{image.path}: slices are {y} × {x} px, smaller than the minimum patch size "
+            f"{min_patch_size} px; use a smaller patch size (import.min_patch_size=...) or leave "
+            "this scan out"
+        )
+    if z < min_depth:
+        raise BoneSegError(
+            f"{image.path}: {z} slices, fewer than the minimum depth {min_depth}; "
+            "lower import.min_depth or leave this scan out"
+        )
+
+
+def check_image_slab(slab: np.ndarray, path: str, z0: int) -> None:
+    """Refuse NaN or infinite voxels (float scans)."""
+    if slab.dtype.kind != "f":
+        return
+    finite = np.isfinite(slab)
+    if not finite.all():
+        bad = np.argwhere(~finite)[0]
+        n_bad = int(finite.size - np.count_nonzero(finite))
+        raise BoneSegError(
+            f"{path}: {n_bad} NaN/inf voxel(s) in slices {z0}..{z0 + len(slab) - 1}, first at "
+            f"slice {z0 + int(bad[0])}, y={int(bad[1])}, x={int(bad[2])}; replace them (e.g. with "
+            "0 or the background value) before import"
+        )
+
+
+def mask_lookup(dtype: np.dtype, num_classes: int, remap: dict | None) -> np.ndarray | None:
+    """A lookup table from stored mask values to classes (``None`` if masks pass through)."""
+    if not remap:
+        return None
+    if dtype.kind not in "ub" or dtype.itemsize > 2:
+        raise BoneSegError(
+            f"import.mask_remap needs an 8/16-bit unsigned mask, got {dtype}; convert the mask"
+        )
+    size = int(np.iinfo(dtype).max) + 1 if dtype.kind == "u" else 2
+    lut = np.arange(size, dtype=np.int64)
+    for src, dst in remap.items():
+        src, dst = int(src), int(dst)
+        if not 0 <= src < size:
+            raise BoneSegError(f"import.mask_remap: source value {src} is not a {dtype} value")
+        if not 0 <= dst < num_classes:
+            raise BoneSegError(
+                f"import.mask_remap: target class {dst} for value {src} is outside 0..{num_classes - 1}"
+            )
+        lut[src] = dst
+    return lut
+
+
+def convert_mask_slab(
+    slab: np.ndarray, path: str, z0: int, num_classes: int, lut: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate mask values, apply the remap, return ``(uint8 slab, counts per class)``."""
+    if slab.dtype.kind == "f":
+        finite = np.isfinite(slab)
+        if not finite.all() or not np.array_equal(slab[finite], np.round(slab[finite])):
+            raise BoneSegError(
+                f"{path}: mask is not integer-valued (dtype {slab.dtype}, non-integer values in "
+                f"slices {z0}..{z0 + len(slab) - 1}); masks hold class indices "
+                f"0..{num_classes - 1} — export the label field as 8-bit integers"
+            )
+        if slab.min(initial=0) < 0 or slab.max(initial=0) > np.iinfo(np.uint16).max:
+            _raise_values(path, np.unique(slab).astype(np.int64), num_classes)
+        slab = slab.astype(np.uint16)
+    elif slab.dtype.kind == "b":
+        slab = slab.view(np.uint8)
+    elif slab.dtype.kind not in "ui":
+        raise BoneSegError(f"{path}: mask dtype {slab.dtype} is not an integer label type")
+    if lut is not None:
+        slab = lut[slab]
+    if slab.dtype.kind == "i" or slab.dtype.itemsize > 2:
+        lo, hi = int(slab.min()), int(slab.max())
+        if lo < 0 or hi >= num_classes:
+            _raise_values(path, np.unique(slab), num_classes)
+        counts = np.bincount(slab.ravel().astype(np.intp), minlength=num_classes)
+    else:
+        counts = np.bincount(slab.ravel(), minlength=num_classes)
+    if counts.size > num_classes and counts[num_classes:].any():
+        _raise_values(path, np.flatnonzero(counts), num_classes)
+    return slab.astype(np.uint8, copy=False), counts[:num_classes].astype(np.int64)
+
+
+def _raise_values(path: str, values: np.ndarray, num_classes: int) -> None:
+    values = [int(v) for v in values]
+    bad = [v for v in values if not 0 <= v < num_classes]
+    shown = ", ".join(map(str, bad[:8])) + (", …" if len(bad) > 8 else "")
+    msg = f"{path}: mask values {shown} are outside the classes 0..{num_classes - 1}"
+    if set(values) <= {0, 255} or (len(values) == 2 and values[0] == 0):
+        msg += (
+            f"; this looks like a binary 0/{values[-1]} mask — remap it, e.g. "
+            f"import.mask_remap='{{{values[-1]}: 1}}' (or set import.class_names to two "
+            "classes)"
+        )
+    else:
+        msg += "; remap the label values with import.mask_remap='{value: class, ...}'"
+    raise BoneSegError(msg)
+
+
+def _fmt(shape) -> str:
+    return " × ".join(str(s) for s in shape)
