@@ -1,9 +1,9 @@
 """Import scans (and masks) into the dataset store, streaming slab by slab.
 
 A worker process imports one scan: it reads a slab (one shard deep) from the source, validates it,
-accumulates statistics and class counts, and writes it into a Zarr group under a temporary name. Only
-when every slab is in and the attributes are written is the group renamed to its final name; on any
-error the temporary group is deleted. Several scans run in parallel processes.
+accumulates statistics and class counts, and writes it into a Zarr group under a temporary name.
+Only when every slab is in and the attributes are written is the group renamed to its final name;
+on any error the temporary group is deleted. Several scans run in parallel processes.
 """
 
 from __future__ import annotations

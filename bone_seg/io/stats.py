@@ -1,11 +1,11 @@
 """Per-scan intensity statistics, accumulated exactly slab by slab.
 
-Two voxel sets are always measured in the same pass, so the normalisation policy can be chosen at fit
-time without re-importing: ``positive`` (voxels > 0, as BONe does: zero is the padding/air of
-reconstructions) and ``all``.
+Two voxel sets are always measured in the same pass, so the normalisation policy can be
+chosen at fit time without re-importing: ``positive`` (voxels > 0, as BONe does: zero is the
+padding/air of reconstructions) and ``all``.
 
-* 8/16-bit integer scans: an exact integer histogram per slab (Python ints when merged). Counts, sums
-  and sums of squares are exact; mean and variance are formed from them with exact rational
+* 8/16-bit integer scans: an exact integer histogram per slab (Python ints when merged). Counts,
+  sums and sums of squares are exact; mean and variance are formed from them with exact rational
   arithmetic and rounded once to float64.
 * Float (and wider integer) scans: float64 partial moments per slab merged with Chan et al.'s
   pairwise update, which is stable and independent of how the scan was cut into slabs up to float64

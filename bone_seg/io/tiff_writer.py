@@ -1,8 +1,9 @@
 """Write volumes slab by slab as TIFF stacks that Fiji/ImageJ opens.
 
 Two layouts: a folder of 2D slices (``File > Import > Image Sequence``) or one multi-page TIFF
-(ImageJ hyperstack; BigTIFF above 4 GB, which Fiji opens through Bio-Formats). Both are written under
-a temporary name and renamed when the last slice is in, so an interrupted export never looks complete.
+(ImageJ hyperstack; BigTIFF above 4 GB, which Fiji opens through Bio-Formats). Both are written
+under a temporary name and renamed when the last slice is in, so an interrupted export never looks
+complete.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def mask_lookup(dtype: np.dtype, num_classes: int, remap: dict | None) -> np.nda
             raise BoneSegError(f"import.mask_remap: source value {src} is not a {dtype} value")
         if not 0 <= dst < num_classes:
             raise BoneSegError(
-                f"import.mask_remap: target class {dst} for value {src} is outside 0..{num_classes - 1}"
+                f"import.mask_remap: target class {dst} for value {src} is outside "
+                f"0..{num_classes - 1}"
             )
         lut[src] = dst
     return lut
