@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import secrets
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 log = logging.getLogger(__name__)
 
 # One id per process: run directories of concurrent runs started in the same second never collide.
-_RUN_UID = f"{secrets.token_hex(3)}"
+_RUN_UID = secrets.token_hex(3)
 
 
 def register_resolvers() -> None:
@@ -28,14 +29,85 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("uid", lambda: os.environ.get("BONE_SEG_RUN_UID", _RUN_UID))
 
 
+def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with overrides, outside of a Hydra run (tests, tools).
+
+    ``hydra:`` interpolations (the run directory) are not available in the result.
+    """
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+def _first_values(args: Sequence[str]) -> list[str]:
+    """Command-line overrides with sweeps replaced by their first choice (hydra.* left out)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    candidates = [a for a in args if not a.startswith("-") and "=" in a or a.startswith("~")]
+    out = []
+    for o in OverridesParser.create().parse_overrides(candidates):
+        key = o.get_key_element()
+        if o.key_or_group.startswith(("hydra.", "hydra/")) or o.key_or_group == "hydra":
+            continue
+        if o.is_sweep_override():
+            values = getattr(o.value(), "list", None)
+            if not values:
+                continue
+            out.append(f"{key}={values[0]}")
+        else:
+            out.append(o.input_line)
+    return out
+
+
+def check_overrides(config_name: str, args: Sequence[str]) -> None:
+    """Fail before any work when an override names a key that does not exist.
+
+    Hydra's own message says only that the key is not in the config; ours lists the keys that
+    exist at that level and the closest matches.
+    """
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    overrides = _first_values(args)
+    try:
+        compose_config(config_name, overrides)
+    except ConfigCompositionException as err:
+        cause = err.__cause__
+        if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
+            raise BoneSegError(str(err).split("\nConfig search path")[0]) from None
+        full_key = getattr(cause, "full_key", None) or ""
+        parent, _, name = full_key.rpartition(".")
+        base = compose_config(config_name, [o for o in overrides if not o.startswith(full_key)])
+        node = OmegaConf.select(base, parent) if parent else base
+        valid = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+        close = difflib.get_close_matches(name, valid, n=3)
+        hint = f" Did you mean {', '.join(parent + '.' + c if parent else c for c in close)}?" \
+            if close else ""
+        raise BoneSegError(
+            f"unknown config key '{full_key}'.{hint} Valid keys"
+            f"{' under ' + parent if parent else ''}: {', '.join(valid)}. (To add a new key on "
+            f"purpose, write +{full_key}=...)"
+        ) from None
+
+
 def hydra_main(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """Wrap ``run`` as a console entry point composing ``conf/<config_name>.yaml``.
 
-    A :class:`BoneSegError` becomes one line on stderr (and in the run's log) and exit status 2.
+    Unknown keys are refused before any work with the list of valid keys; a
+    :class:`BoneSegError` becomes one line on stderr (and in the run's log) and exit status 2.
     """
 
     def main() -> Any:
         register_resolvers()
+        # ImageNet weights are used only from the local cache: never wait on the hub.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        try:
+            check_overrides(config_name, sys.argv[1:])
+        except BoneSegError as err:
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(2)
 
         @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)
         def task(cfg: DictConfig) -> Any:
