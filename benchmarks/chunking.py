@@ -10,7 +10,8 @@ measures, in the same run:
 * write throughput (import) and size on disk.
 
 Ratios are printed against the baseline layout ``chunks 16×256² (no shards)``, the layout a user
-would pick by default for a 3D volume. Run: ``.venv/bin/python benchmarks/chunking.py [--depth 64]``.
+would pick by default for a 3D volume.
+Run: ``.venv/bin/python benchmarks/chunking.py [--depth 64]``.
 Files live in the page cache during the run, so this measures decoding and indexing, not the disk.
 """
 

@@ -1,0 +1,140 @@
+"""Log IoU/Dice scores and their JSON/CSV files to MLflow.
+
+Metrics: ``<prefix>miou``, ``<prefix>mdice`` (the means), ``<prefix>iou_<class>`` and
+``<prefix>dice_<class>`` — the names of the fit records (docs/development.md), so that
+``mlflow_prefix=test/<scan_id>/`` writes what a fit's test step writes. Absent classes and empty
+means are not logged (MLflow metrics are numbers). The inputs go
+in as parameters of a new run, or as tags when the scores are added to an existing run (whose
+parameters may not change). The files are logged as artifacts under ``iou/``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bone_seg.errors import BoneSegError
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """Artifacts beside a SQLite tracking database (``<db dir>/mlartifacts``); else the server's.
+
+    Without it MLflow would put a new experiment's artifacts under ``./mlruns`` in the current
+    directory, wherever the command happens to run.
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        db = Path(tracking_uri[len("sqlite:///"):])
+        return (db.resolve().parent / "mlartifacts").as_uri()
+    return None  # a server or a file store decides for itself
+
+
+def _metric_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_\-./ ]", "_", name)
+
+
+def score_metrics(scores: dict, prefix: str = "") -> dict[str, float]:
+    """The MLflow metrics of a scores dict (NaN scores of absent classes left out)."""
+    out = {}
+    for key, name in (("mean_iou", "miou"), ("mean_dice", "mdice")):
+        if not math.isnan(scores[key]):
+            out[f"{prefix}{name}"] = scores[key]
+    for c in scores["classes"]:
+        if c["present"]:
+            out[f"{prefix}iou_{_metric_name(c['name'])}"] = c["iou"]
+            out[f"{prefix}dice_{_metric_name(c['name'])}"] = c["dice"]
+    return out
+
+
+def _experiment_id(client, name: str, tracking_uri: str) -> str:
+    from mlflow.exceptions import MlflowException
+
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        if exp.lifecycle_stage == "deleted":
+            raise BoneSegError(
+                f"MLflow experiment '{name}' at {tracking_uri} is deleted; restore it "
+                "(mlflow experiments restore) or choose another logger.experiment_name"
+            )
+        return exp.experiment_id
+    try:
+        return client.create_experiment(name, artifact_location=default_artifact_location(
+            tracking_uri))
+    except MlflowException:  # created meanwhile by a concurrent run
+        exp = client.get_experiment_by_name(name)
+        if exp is None:
+            raise
+        return exp.experiment_id
+
+
+def log_scores(
+    scores: dict,
+    tracking_uri: str,
+    experiment_name: str,
+    *,
+    run_id: str | None = None,
+    run_name: str = "iou",
+    params: Mapping[str, object] | None = None,
+    artifacts: Sequence[str | Path] = (),
+    prefix: str = "",
+) -> str:
+    """Log scores (and files) to MLflow, into a new run or an existing one.
+
+    Args:
+        scores: the dict returned by :func:`~bone_seg.metrics.scores.scores_from_confusion`.
+        tracking_uri: e.g. ``sqlite:///bone_seg_out/mlflow.db`` or ``http://host:5000``.
+        experiment_name: experiment of a new run (created when missing).
+        run_id: add to this existing run instead of starting a new one.
+        run_name: name of a new run.
+        params: inputs to record (parameters of a new run, tags of an existing one).
+        artifacts: files to attach (the JSON and CSV), under ``iou/``.
+        prefix: prepended to every metric name (e.g. ``test_``).
+
+    Returns:
+        The id of the run logged into.
+
+    Raises:
+        BoneSegError: ``run_id`` does not exist in this tracking store, or MLflow refused the data.
+    """
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    params = {str(k): str(v) for k, v in (params or {}).items()}
+    new_run = run_id is None
+    status = "FAILED"
+    try:
+        if new_run:
+            run = client.create_run(
+                _experiment_id(client, experiment_name, tracking_uri), run_name=run_name,
+                tags={"bone_seg.app": "iou"},
+            )
+            run_id = run.info.run_id
+        else:
+            try:
+                client.get_run(run_id)
+            except MlflowException as err:
+                raise BoneSegError(
+                    f"mlflow_run_id={run_id} is not a run of the tracking store {tracking_uri}; "
+                    "copy the id from the MLflow UI, or leave mlflow_run_id=null to start a new run"
+                ) from err
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, 0) for k, v in score_metrics(scores, prefix).items()]
+        if new_run:
+            client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in
+                                                              params.items()])
+        else:
+            client.log_batch(run_id, metrics=metrics, tags=[RunTag(f"{prefix}iou.{k}", v) for
+                                                            k, v in params.items()])
+        for path in artifacts:
+            client.log_artifact(run_id, str(path), artifact_path="iou")
+        status = "FINISHED"
+    except MlflowException as err:
+        raise BoneSegError(f"MLflow at {tracking_uri} refused the scores: {err}") from err
+    finally:
+        if new_run and run_id is not None:
+            client.set_terminated(run_id, status=status)
+    return run_id

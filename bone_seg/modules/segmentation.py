@@ -1,0 +1,297 @@
+"""The segmentation LightningModule: an smp network, a loss, IoU/Dice metrics, optimiser, schedule.
+
+Built from plain config values so that Hydra can instantiate it (``conf/model/default.yaml``)::
+
+    module = SegmentationModule(
+        net={"arch": "unet", "encoder": "resnet18", "weights": None},
+        loss={"name": "jaccard"},
+        optimizer={"name": "adam", "lr": 1e-3},
+        scheduler={"name": "cosine"},
+        mode="2d", in_channels=1, num_classes=3,
+        class_names=["background", "bone", "pores"],
+    )
+
+Batches are dicts ``{"image": float32 (B, C, H, W) | (B, 1, D, H, W), "mask": int64 (B, H, W) |
+(B, D, H, W)}``.
+
+Logged once per epoch (Lightning's logger names):
+
+- ``train/loss``, ``val/loss``: mean loss over the epoch's batches;
+- ``train/miou``, ``val/miou``, ``train/dice``, ``val/dice``: mean IoU / Dice over the classes, from
+  torchmetrics' ``MulticlassJaccardIndex`` / ``MulticlassF1Score`` with ``average='macro'`` on the
+  epoch's pooled confusion counts (synchronised across DDP processes). A class absent from both
+  prediction and reference over the whole epoch is left out of the means (torchmetrics' macro
+  rule; BONe's ``.mean()`` of the class-wise values would count it as 0);
+- ``train/iou_<class>``, ``val/iou_<class>``, ``train/dice_<class>``, ``val/dice_<class>``:
+  class-wise values (0 for an absent class, torchmetrics' convention);
+- ``val/miou_best``: the best ``val/miou`` so far (sanity-check epochs excluded);
+- ``lr``: the learning rate of the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import nn
+from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
+
+from bone_seg.errors import BoneSegError
+from bone_seg.modules import factory, registry
+from bone_seg.modules.losses import build_loss_from_config
+from bone_seg.modules.optim import build_optimizer, build_scheduler
+
+NET_KEYS = ("arch", "encoder", "weights", "freeze_encoder", "adapt_heads")
+DEFAULT_NET = {"arch": "unet", "encoder": "resnet18", "weights": None}
+STAGES = ("train", "val")
+
+
+def plain(value: Any) -> Any:
+    """A plain-Python copy of config values (OmegaConf containers become dicts and lists)."""
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(value, DictConfig | ListConfig):
+            return OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover - omegaconf ships with hydra
+        pass
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def default_class_names(num_classes: int) -> list[str]:
+    """``background, bone, pores`` for 3 classes (the default task), ``class_<i>`` otherwise."""
+    if num_classes == 3:
+        return ["background", "bone", "pores"]
+    return [f"class_{i}" for i in range(num_classes)]
+
+
+class SegmentationModule(pl.LightningModule):
+    """Semantic segmentation of micro-CT patches (2D, 2.5D or 3D).
+
+    Args:
+        net: ``arch``, ``encoder``, ``weights`` (null | imagenet | a weights file),
+            ``freeze_encoder``, ``adapt_heads``, plus any extra smp keyword argument.
+        loss: ``name`` (``jaccard``, ``dice``, ``focal``, ``tversky``, ``focal_tversky``,
+            ``lovasz``, ``ce``) and its options.
+        optimizer: ``name`` (``adam``, ``adamw``, ``sgd``), ``lr``, ``weight_decay``, ``betas``,
+            ``momentum``, ``nesterov``.
+        scheduler: ``name`` (``cosine``, ``cosine_restarts``, ``none``), ``eta_min``,
+            ``interval``, ``T_max``, ``T_0``, ``T_mult``.
+        mode: ``2d``, ``2.5d`` or ``3d``.
+        in_channels: input channels (1; k slices in 2.5D).
+        num_classes: number of classes.
+        class_names: one name per class (default: background, bone, pores for 3 classes).
+    """
+
+    def __init__(
+        self,
+        net: Mapping[str, Any] | None = None,
+        loss: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        mode: str = "2d",
+        in_channels: int = 1,
+        num_classes: int = 3,
+        class_names: Sequence[str] | None = None,
+    ) -> None:
+        super().__init__()
+        # plain values first: save_hyperparameters reads these locals
+        net = {**DEFAULT_NET, **plain(net or {})}
+        loss = plain(loss or {"name": "jaccard"})
+        optimizer = plain(optimizer or {"name": "adam", "lr": 1e-3})
+        scheduler = plain(scheduler or {"name": "cosine"})
+        mode = registry.check_mode(mode)
+        class_names = (plain(list(class_names)) if class_names is not None
+                       else default_class_names(int(num_classes)))
+        if len(class_names) != num_classes or len(set(class_names)) != len(class_names):
+            raise BoneSegError(f"class_names={class_names} must give {num_classes} distinct "
+                               "names, one per class")
+        self.save_hyperparameters()
+        self.class_names = [str(c) for c in class_names]
+        self.configure_models()
+        self.configure_losses()
+        self.configure_metrics()
+
+    # ------------------------------------------------------------------ set-up
+    def net_kwargs(self) -> dict[str, Any]:
+        """The extra smp keyword arguments of ``net`` (everything but our own keys)."""
+        return {k: v for k, v in self.hparams.net.items() if k not in NET_KEYS}
+
+    def configure_models(self) -> None:
+        """Build ``self.net`` from ``hparams.net`` (factory: smp or smp-3d)."""
+        cfg = self.hparams.net
+        self.net = factory.create_net(
+            cfg["arch"],
+            cfg["encoder"],
+            mode=self.hparams.mode,
+            in_channels=self.hparams.in_channels,
+            num_classes=self.hparams.num_classes,
+            weights=cfg.get("weights"),
+            freeze_encoder=bool(cfg.get("freeze_encoder", False)),
+            adapt_heads=bool(cfg.get("adapt_heads", False)),
+            **self.net_kwargs(),
+        )
+
+    def configure_losses(self) -> None:
+        """Build ``self.criterion`` from ``hparams.loss``."""
+        self.criterion = build_loss_from_config(self.hparams.loss)
+
+    def configure_metrics(self) -> None:
+        """Per-stage IoU/Dice (class-wise and macro mean) and the best validation mIoU."""
+        n = self.hparams.num_classes
+        metrics = MetricCollection({
+            "iou": MulticlassJaccardIndex(n, average=None),
+            "miou": MulticlassJaccardIndex(n, average="macro"),
+            "dice_c": MulticlassF1Score(n, average=None),
+            "dice": MulticlassF1Score(n, average="macro"),
+        })
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.val_miou_best = MaxMetric()
+        self.val_miou_best.persistent(True)  # survives a resumed fit
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``(B, num_classes, *spatial)`` of images ``(B, C, *spatial)``."""
+        return self.net(x)
+
+    @torch.inference_mode()
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits in eval mode without gradients (switches the module to eval)."""
+        self.eval()
+        return self.net(x)
+
+    # ------------------------------------------------------------------ steps
+    def _check_batch(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor,
+                                                                          torch.Tensor]:
+        try:
+            image, mask = batch["image"], batch["mask"]
+        except (KeyError, TypeError):
+            raise BoneSegError("a batch must be a dict with 'image' and 'mask' tensors") from None
+        ndim = 5 if self.hparams.mode == "3d" else 4
+        if image.ndim != ndim or image.shape[1] != self.hparams.in_channels:
+            raise BoneSegError(
+                f"batch image has shape {tuple(image.shape)}; {self.hparams.mode} mode with "
+                f"in_channels={self.hparams.in_channels} needs (B, {self.hparams.in_channels}, "
+                f"{'D, H, W' if ndim == 5 else 'H, W'})")
+        if tuple(mask.shape) != (image.shape[0], *image.shape[2:]):
+            raise BoneSegError(f"batch mask has shape {tuple(mask.shape)}; it must be "
+                               f"{(image.shape[0], *image.shape[2:])} to match the image")
+        return image, mask.long()
+
+    def model_step(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor,
+                                                                      torch.Tensor,
+                                                                      torch.Tensor]:
+        """Forward and loss of one batch: ``(loss, predicted classes, target)``."""
+        image, mask = self._check_batch(batch)
+        logits = self.net(image)
+        loss = self.criterion(logits, mask)
+        return loss, logits.argmax(dim=1), mask
+
+    def training_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimisation step's loss; updates the training metrics."""
+        loss, preds, target = self.model_step(batch)
+        self.train_metrics.update(preds, target)
+        size = preds.shape[0]
+        self.log("train/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=size, sync_dist=True)
+        self.log("lr", self.optimizers().param_groups[0]["lr"], on_step=False, on_epoch=True,
+                 batch_size=size, sync_dist=True)
+        return loss
+
+    def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
+        """Validation loss and metrics of one batch."""
+        loss, preds, target = self.model_step(batch)
+        self.val_metrics.update(preds, target)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=preds.shape[0], sync_dist=True)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
+        """Logits of a batch (a dict with ``image`` or an image tensor)."""
+        image = batch["image"] if isinstance(batch, Mapping) else batch
+        return self.net(image)
+
+    # ------------------------------------------------------------------ epoch ends
+    def _log_metrics(self, stage: str, metrics: MetricCollection) -> torch.Tensor:
+        values = metrics.compute()  # torchmetrics synchronises the counts across processes
+        miou = values[f"{stage}/miou"]
+        logged = {f"{stage}/miou": miou, f"{stage}/dice": values[f"{stage}/dice"]}
+        for c, name in enumerate(self.class_names):
+            logged[f"{stage}/iou_{name}"] = values[f"{stage}/iou"][c]
+            logged[f"{stage}/dice_{name}"] = values[f"{stage}/dice_c"][c]
+        self.log_dict(logged, sync_dist=True)
+        metrics.reset()
+        return miou
+
+    def on_train_start(self) -> None:
+        """Forget what the sanity check accumulated in the validation metrics."""
+        self.val_metrics.reset()
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's training IoU/Dice."""
+        self._log_metrics("train", self.train_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log the epoch's validation IoU/Dice and the best validation mIoU."""
+        miou = self._log_metrics("val", self.val_metrics)
+        if self.trainer.sanity_checking:
+            return
+        self.val_miou_best(miou)
+        self.log("val/miou_best", self.val_miou_best.compute(), sync_dist=True)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> Any:
+        """The optimiser over trainable parameters and the per-epoch (default) schedule."""
+        optimizer = build_optimizer(self.parameters(), self.hparams.optimizer)
+        trainer = self._trainer
+        max_epochs = trainer.max_epochs if trainer is not None else None
+        total = None
+        if trainer is not None and str(self.hparams.scheduler.get("interval")) == "step":
+            total = int(trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(optimizer, self.hparams.scheduler, max_epochs=max_epochs,
+                                    total_steps=total)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def train(self, mode: bool = True) -> SegmentationModule:
+        """Like :meth:`nn.Module.train`; a frozen encoder keeps its normalisation layers in eval."""
+        super().train(mode)
+        net = getattr(self, "net", None)
+        if mode and self.hparams.net.get("freeze_encoder") and hasattr(net, "encoder"):
+            for m in net.encoder.modules():
+                if isinstance(m, nn.modules.batchnorm._NormBase):
+                    m.eval()
+        return self
+
+    # ------------------------------------------------------------------ export helpers
+    def net_meta(self) -> dict[str, Any]:
+        """The network fields of :class:`bone_seg.io.weights.WeightsMeta`.
+
+        Returns:
+            ``arch``, ``encoder`` (smp's spelling), ``mode``, ``in_channels``, ``slices``,
+            ``num_classes``, ``class_names`` and ``net_kwargs``.
+        """
+        mode = self.hparams.mode
+        in_channels = int(self.hparams.in_channels)
+        return {
+            "arch": registry.resolve_arch(self.hparams.net["arch"], mode),
+            "encoder": registry.resolve_encoder(self.hparams.net["encoder"], mode),
+            "mode": mode,
+            "in_channels": in_channels,
+            "slices": in_channels if mode == "2.5d" else 1,
+            "num_classes": int(self.hparams.num_classes),
+            "class_names": list(self.class_names),
+            "net_kwargs": plain(self.net_kwargs()),
+        }
+
+    def export_state_dict(self) -> dict[str, torch.Tensor]:
+        """The network's weights (keys without the ``net.`` prefix), detached copies on CPU."""
+        return {k: v.detach().to("cpu").clone() for k, v in self.net.state_dict().items()}

@@ -1,0 +1,44 @@
+"""Log a report's files to MLflow as a run of their own, beside the runs they summarise."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+
+from bone_seg.reports.mlflow_runs import REPORT_TAG, SWEEP_TAG
+
+
+def log_report_run(
+    tracking_uri: str,
+    experiment_id: str,
+    run_name: str,
+    kind: str,
+    files: Iterable[str | os.PathLike],
+    sweep: str | None = None,
+    extra_tags: Mapping[str, str] | None = None,
+) -> str:
+    """Create a FINISHED run named ``run_name`` holding ``files`` as artifacts.
+
+    The run is tagged ``bone_seg.report=<kind>`` (so report runs are never read back as fit runs)
+    and ``bone_seg.sweep=<sweep>`` when a sweep was reported, so the MLflow UI lists it with the
+    sweep's runs. A failure while logging marks the run FAILED, never FINISHED.
+
+    Returns:
+        The new run's id.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    tags = {REPORT_TAG: kind, **(extra_tags or {})}
+    if sweep:
+        tags[SWEEP_TAG] = sweep
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    run_id = run.info.run_id
+    try:
+        for path in files:
+            client.log_artifact(run_id, os.fspath(path))
+    except BaseException:
+        client.set_terminated(run_id, status="FAILED")
+        raise
+    client.set_terminated(run_id, status="FINISHED")
+    return run_id
