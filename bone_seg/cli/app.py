@@ -27,6 +27,9 @@ def register_resolvers() -> None:
     """Register the OmegaConf resolvers our configs use (idempotent)."""
     if not OmegaConf.has_resolver("uid"):
         OmegaConf.register_new_resolver("uid", lambda: os.environ.get("BONE_SEG_RUN_UID", _RUN_UID))
+    if not OmegaConf.has_resolver("scale"):
+        # ${scale:n,f}: n * f rounded to an integer (sweeps shrink patch and batch sizes with it)
+        OmegaConf.register_new_resolver("scale", lambda n, f: max(1, int(round(float(n) * f))))
 
 
 def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
@@ -92,6 +95,55 @@ def check_overrides(config_name: str, args: Sequence[str]) -> None:
         ) from None
 
 
+_KINDS = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
+          (list, "a list like [a, b]"), (dict, "a mapping like {k: v}"))
+
+
+def _kind(value: Any) -> tuple[type, str] | None:
+    """The kind of a config value: bool before int (a bool is an int in Python)."""
+    if isinstance(value, DictConfig):
+        return dict, "a mapping like {k: v}"
+    if OmegaConf.is_list(value):
+        return list, "a list like [a, b]"
+    return next(((t, d) for t, d in _KINDS if isinstance(value, t)), None)
+
+
+def _accepts(old: Any, new: Any) -> bool:
+    expected = _kind(old)
+    if old is None or new is None or expected is None:
+        return True
+    if expected[0] is float:
+        return isinstance(new, (int, float)) and not isinstance(new, bool)
+    found = _kind(new)
+    return found is not None and found[0] is expected[0]
+
+
+def check_types(config_name: str, args: Sequence[str]) -> None:
+    """Fail before any work when an override gives a value of the wrong type for its key.
+
+    The type expected is the one of the default (an integer stays an integer, a number a number,
+    a list a list); keys whose default is ``null`` take anything. Choices (architecture names,
+    modes, loss names ...) are checked by the code that uses them, still before any work.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = _first_values(args)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    full = compose_config(config_name, overrides)
+    for o in parsed:
+        key = o.key_or_group
+        if o.is_delete() or o.is_add() or "/" in key or "@" in key:
+            continue
+        base = compose_config(config_name, [x for x in overrides if x != o.input_line])
+        old = OmegaConf.select(base, key, default=None, throw_on_resolution_failure=False)
+        new = OmegaConf.select(full, key, default=None, throw_on_resolution_failure=False)
+        if not _accepts(old, new):
+            raise BoneSegError(
+                f"{key}={o.value()!r}: expected {_kind(old)[1]} (the default is "
+                f"{OmegaConf.to_container(old) if OmegaConf.is_config(old) else old!r})"
+            )
+
+
 def hydra_main(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """Wrap ``run`` as a console entry point composing ``conf/<config_name>.yaml``.
 
@@ -105,6 +157,7 @@ def hydra_main(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             check_overrides(config_name, sys.argv[1:])
+            check_types(config_name, sys.argv[1:])
         except BoneSegError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)

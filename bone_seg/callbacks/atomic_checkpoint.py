@@ -1,0 +1,26 @@
+"""Checkpoints written atomically, so a run killed while saving keeps its previous last.ckpt.
+
+Lightning's ``TorchCheckpointIO`` writes straight into the destination file; a SIGKILL during the
+write leaves a truncated ``last.ckpt`` that cannot resume anything. This plugin writes to a
+temporary name in the same folder and renames it over the destination when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """``TorchCheckpointIO`` with write-then-rename."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,
+                        storage_options: Any | None = None) -> None:
+        """Save to ``<path>.tmp-<pid>``, then rename it to ``path``."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        os.replace(tmp, path)

@@ -1,0 +1,43 @@
+"""Slice context for 2.5D: which neighbouring slices feed a centre slice.
+
+A 2.5D input for slice ``z`` stacks slices ``z - h .. z + h`` (``h = k // 2``) as channels. At the
+first and last ``h`` slices the missing neighbours are replaced by the nearest existing slice (edge
+replication), so every slice of a scan is a valid centre, in fitting and in prediction alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bone_seg.errors import BoneSegError
+
+
+def check_slices(k: int) -> int:
+    """Return ``k // 2`` for an odd ``k >= 1``; refuse anything else."""
+    if not isinstance(k, int) or k < 1 or k % 2 == 0:
+        raise BoneSegError(f"data.slices={k!r}: 2.5D needs an odd number of slices (3, 5, 7 ...)")
+    return k // 2
+
+
+def context_indices(z: int, k: int, depth: int) -> np.ndarray:
+    """Slice indices of the ``k``-slice context of centre ``z`` in a scan of ``depth`` slices."""
+    h = check_slices(k)
+    return np.clip(np.arange(z - h, z + h + 1), 0, depth - 1)
+
+
+def read_context(volume, z0: int, z1: int, k: int) -> np.ndarray:
+    """Read slices ``z0 - h .. z1 + h`` of ``volume`` (edge replicated) as one ``(z1-z0+2h, Y, X)``
+    block; the context of centre ``z`` is then ``block[z - z0 : z - z0 + k]``.
+
+    Only the needed slices are read (one contiguous read, padded by repeating the edge slices).
+    """
+    h = check_slices(k)
+    depth = volume.shape[0]
+    lo, hi = max(0, z0 - h), min(depth, z1 + h)
+    block = np.asarray(volume[lo:hi])
+    pad_lo, pad_hi = lo - (z0 - h), (z1 + h) - hi
+    if pad_lo or pad_hi:
+        block = np.concatenate(
+            [block[:1]] * pad_lo + [block] + [block[-1:]] * pad_hi, axis=0
+        )
+    return block

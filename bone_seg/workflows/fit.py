@@ -1,0 +1,144 @@
+"""The fit workflow behind ``bone-fit``: data → model → Lightning Trainer → weights → MLflow.
+
+Steps: write the resolved config; seed (always) and switch deterministic algorithms on in
+reproducibility mode; set up the ScanDataModule (folds, split — logged); build the
+SegmentationModule with the data's channels and classes; build callbacks, the MLflow logger and
+the Trainer from the config; fit (or resume from ``ckpt_path``; checkpoints are loaded with
+``weights_only=True``); on global rank 0 evaluate the held-out test fold with the best weights,
+log everything to the run and end it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from bone_seg.callbacks.weights_export import BestWeightsExport
+from bone_seg.errors import BoneSegError
+from bone_seg.io.store import write_json_atomic
+from bone_seg.workflows import mlflow_run
+
+log = logging.getLogger("bone_seg.fit")
+
+
+def set_reproducibility(seed: int, repro: bool) -> None:
+    """Seed Python, NumPy and torch (and DataLoader workers); in ``repro`` mode also force
+    deterministic algorithms (Lightning's ``deterministic`` flag does the rest)."""
+    pl.seed_everything(seed, workers=True, verbose=False)
+    if repro:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.use_deterministic_algorithms(True)
+
+
+def run_tags(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
+    """The MLflow tags of the run (docs/development.md, "MLflow records of a fit")."""
+    return {
+        "bone_seg.sweep": cfg.sweep,
+        "fold": cfg.data.get("test_fold"),
+        "seed": cfg.seed,
+        "arch": cfg.model.net.arch,
+        "encoder": cfg.model.net.encoder,
+        "patch_size": cfg.data.patch_size,
+        "mode": datamodule.mode,
+        "experiment": cfg.experiment_name,
+        "output_dir": cfg.paths.output_dir,
+    }
+
+
+def build_callbacks(cfg: DictConfig, config: dict) -> list[pl.Callback]:
+    """Instantiate ``cfg.callbacks`` (entries set to null are skipped)."""
+    callbacks = []
+    for node in cfg.callbacks.values():
+        if node is None:
+            continue
+        callback = instantiate(node)
+        if isinstance(callback, BestWeightsExport):
+            callback.set_run_config(config)
+        callbacks.append(callback)
+    if not any(isinstance(c, BestWeightsExport) for c in callbacks):
+        raise BoneSegError("callbacks.best_weights is switched off; a fit must export its weights")
+    return callbacks
+
+
+def run_fit(cfg: DictConfig) -> dict[str, Any]:
+    """Fit a model as ``cfg`` says; returns the run's summary (best score, paths, run id)."""
+    t0 = time.perf_counter()
+    out = Path(cfg.paths.output_dir)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    is_rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(
+        os.environ.get("NODE_RANK", "0")) == 0
+    if is_rank0:
+        out.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(OmegaConf.create(config), out / "config.yaml")
+    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
+        raise BoneSegError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint; give the last.ckpt "
+                           "of the run to resume (<run dir>/checkpoints/last.ckpt)")
+    set_reproducibility(int(cfg.seed), bool(cfg.repro))
+
+    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule.setup("fit")
+    if is_rank0:
+        write_json_atomic(out / "splits.json", datamodule.splits)
+    module = instantiate(cfg.model, mode=datamodule.mode, in_channels=datamodule.in_channels,
+                         num_classes=datamodule.num_classes,
+                         class_names=list(datamodule.class_names))
+    callbacks = build_callbacks(cfg, config)
+    logger = mlflow_run.build_logger(cfg.logger.tracking_uri, cfg.logger.experiment_name,
+                                     run_name=out.name, tags=run_tags(cfg, datamodule))
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                          plugins=[AtomicCheckpointIO()])
+    mlflow_run.log_params(logger, config)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
+        summary = _finish(cfg, trainer, datamodule, callbacks, logger, out, t0)
+    except BaseException:
+        mlflow_run.end_run(logger, "FAILED")
+        raise
+    mlflow_run.end_run(logger, "FINISHED")
+    return summary
+
+
+def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: list,
+            logger: mlflow_run.FitRunLogger, out: Path, t0: float) -> dict[str, Any]:
+    """After fitting, on rank 0: test-fold evaluation, artifacts, the closing summary."""
+    best = next(c for c in callbacks if isinstance(c, BestWeightsExport))
+    summary = {
+        "best_epoch": best.best_epoch,
+        "best_val_miou": best.best_score,
+        "weights": str(best.path),
+        "output_dir": str(out),
+        "run_id": logger.run_id if trainer.is_global_zero else None,
+    }
+    if not trainer.is_global_zero:
+        return summary
+    if best.best_score is None:
+        raise BoneSegError("no validation epoch finished, so there are no best weights; "
+                           "raise trainer.max_epochs or lower trainer.limit_val_batches")
+    files = [best.path, out / "config.yaml", out / "splits.json", *out.glob("*.log")]
+    if cfg.test.enabled and datamodule.splits.get("test"):
+        from bone_seg.workflows.test_fold import evaluate_test_scans
+
+        metrics, reports = evaluate_test_scans(best.path, datamodule, cfg.test, out)
+        mlflow_run.log_metrics(logger, metrics)
+        summary["test_miou"] = metrics.get("test/miou")
+        summary["test_mdice"] = metrics.get("test/mdice")
+        files += reports
+    summary["wall_time_s"] = time.perf_counter() - t0
+    mlflow_run.log_metrics(logger, {"time/workflow_wall_s": summary["wall_time_s"]})
+    mlflow_run.log_artifacts(logger, files)
+    log.info("best validation mIoU %.4f at epoch %d; weights: %s", best.best_score,
+             best.best_epoch, best.path)
+    if "test_miou" in summary:
+        log.info("test fold mIoU %.4f, mDice %.4f", summary["test_miou"], summary["test_mdice"])
+    log.info("run directory: %s; MLflow run %s", out, summary["run_id"])
+    return summary

@@ -1,0 +1,131 @@
+"""A Hydra launcher that runs every job of a multirun as its own process.
+
+Why not Hydra's basic or joblib launcher: both run the job function inside the sweep's process (or
+its pool workers). Lightning DDP relaunches the *command line* of that process for ranks ≥ 1, so
+with an in-process job rank 1 would run the whole sweep again. Here each job is the same console
+command (``bone-fit …``) with that job's overrides and ``hydra.run.dir`` set to the job's sweep
+sub-directory, so every sweep point is a plain single run: DDP, crashes and memory stay contained.
+
+Options (``hydra.launcher.*``): ``n_jobs`` jobs at a time (1: one after the other), and
+``threads_per_job`` (default: the cores divided by ``n_jobs``) exported as ``OMP_NUM_THREADS``.
+Failed jobs do not stop the others; the sweep fails at the end, naming them.
+"""
+
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SubprocessLauncherConf:
+    """Config of :class:`SubprocessLauncher` (``hydra/launcher=bone_subprocess``)."""
+
+    _target_: str = "hydra_plugins.bone_seg_plugins.subprocess_launcher.SubprocessLauncher"
+    n_jobs: int = 1
+    threads_per_job: int | None = None
+
+
+ConfigStore.instance().store(
+    group="hydra/launcher", name="bone_subprocess", node=SubprocessLauncherConf, provider="bone_seg"
+)
+
+
+class JobFailed(RuntimeError):
+    """A sweep job exited with a non-zero status."""
+
+
+class SubprocessLauncher(Launcher):
+    """Run each job as ``<this command> <job overrides> hydra.run.dir=<job dir>``."""
+
+    def __init__(self, n_jobs: int = 1, threads_per_job: int | None = None) -> None:
+        if n_jobs < 1:
+            raise ValueError(f"hydra.launcher.n_jobs={n_jobs}: must be at least 1")
+        self.n_jobs = n_jobs
+        self.threads_per_job = threads_per_job
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        """Keep the sweep's config (the task function is not used: jobs are processes)."""
+        self.config = config
+        self.hydra_context = hydra_context
+
+    def _command(self, overrides: list[str], job_dir: str) -> list[str]:
+        keep = [o for o in overrides if not o.startswith(("hydra.run.dir=", "hydra/launcher"))]
+        return [sys.executable, os.path.abspath(sys.argv[0]), *keep, f"hydra.run.dir={job_dir}",
+                "hydra.output_subdir=.hydra"]
+
+    def _env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        threads = self.threads_per_job or max(1, (os.cpu_count() or 1) // self.n_jobs)
+        if self.n_jobs > 1 or self.threads_per_job:
+            env["OMP_NUM_THREADS"] = str(threads)
+        return env
+
+    def launch(self, job_overrides, initial_job_idx: int) -> "list[JobReturn]":
+        """Start the jobs (``n_jobs`` at a time) and wait for all of them."""
+        assert self.config is not None and self.hydra_context is not None
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        log.info("Launching %d jobs, %d at a time, one process each", len(job_overrides),
+                 self.n_jobs)
+        jobs = []
+        for i, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + i
+            cfg = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+            with open_dict(cfg):
+                cfg.hydra.job.id = idx
+                cfg.hydra.job.num = idx
+            job_dir = str(Path(str(cfg.hydra.sweep.dir)) / str(cfg.hydra.sweep.subdir))
+            jobs.append((idx, list(overrides), cfg, job_dir))
+        running: list = []
+        results: dict = {}
+        pending = list(jobs)
+        while pending or running:
+            while pending and len(running) < self.n_jobs:
+                idx, overrides, cfg, job_dir = pending.pop(0)
+                cmd = self._command(overrides, job_dir)
+                log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
+                log.debug("\t%s", shlex.join(cmd))
+                running.append((idx, overrides, cfg, job_dir,
+                                subprocess.Popen(cmd, env=self._env())))
+            time.sleep(0.2)
+            for item in list(running):
+                idx, overrides, cfg, job_dir, proc = item
+                if proc.poll() is None:
+                    continue
+                running.remove(item)
+                results[idx] = self._job_return(overrides, cfg, job_dir, proc.returncode)
+        return [results[idx] for idx, *_ in jobs]
+
+    @staticmethod
+    def _job_return(overrides: list[str], cfg: DictConfig, job_dir: str, code: int) -> JobReturn:
+        ret = JobReturn()
+        ret.overrides = overrides
+        ret.cfg = cfg
+        ret.hydra_cfg = OmegaConf.create({"hydra": OmegaConf.to_container(cfg.hydra)})
+        ret.working_dir = job_dir
+        ret.task_name = str(cfg.hydra.job.name)
+        if code == 0:
+            ret.status = JobStatus.COMPLETED
+            ret.return_value = 0
+        else:
+            ret.status = JobStatus.FAILED
+            ret.return_value = JobFailed(
+                f"sweep job {' '.join(filter_overrides(overrides))} exited with status {code}; "
+                f"its log is in {job_dir}")
+        return ret
