@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO
@@ -62,6 +64,8 @@ def build_callbacks(cfg: DictConfig, config: dict) -> list[pl.Callback]:
         if node is None:
             continue
         callback = instantiate(node)
+        if isinstance(callback, ProgressBar) and not sys.stderr.isatty():
+            continue  # not a terminal (a log file, CI): the epoch blocks of the log suffice
         if isinstance(callback, BestWeightsExport):
             callback.set_run_config(config)
         callbacks.append(callback)
@@ -96,7 +100,8 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
     logger = mlflow_run.build_logger(cfg.logger.tracking_uri, cfg.logger.experiment_name,
                                      run_name=out.name, tags=run_tags(cfg, datamodule))
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                          plugins=[AtomicCheckpointIO()])
+                          plugins=[AtomicCheckpointIO()],
+                          enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks))
     mlflow_run.log_params(logger, config)
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)

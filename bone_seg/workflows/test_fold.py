@@ -1,0 +1,52 @@
+"""Test-fold evaluation of a fit: the best weights predict each held-out scan, bone-iou scores it.
+
+Metrics follow the contract of docs/development.md: ``test/<scan>/miou``, ``test/<scan>/mdice``,
+``test/<scan>/iou_<class>``, ``test/<scan>/dice_<class>`` per scan, and ``test/miou``,
+``test/mdice`` = the mean over the test scans of the per-scan values (as the paper averages).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bone_seg.inference import predict_scan
+from bone_seg.io.store import write_json_atomic
+from bone_seg.metrics import confusion_matrix, format_table, scores_from_confusion
+from bone_seg.metrics.mlflow_log import score_metrics
+
+log = logging.getLogger("bone_seg.fit")
+
+
+def evaluate_test_scans(weights: Path, datamodule: Any, settings: Any,
+                        out: Path) -> tuple[dict[str, float], list[Path]]:
+    """Predict and score every test scan; returns the metrics and the files written."""
+    store = datamodule.store_path
+    metrics: dict[str, float] = {}
+    per_scan: dict[str, dict] = {}
+    pred_dir = out / "test_predictions"
+    for scan_id in datamodule.splits["test"]:
+        pred = pred_dir / f"{scan_id}.zarr"
+        predict_scan(weights, scan_id, pred, store_path=store, overlap=settings.overlap,
+                     blending=settings.blending, threshold=settings.threshold,
+                     batch_size=settings.batch_size, overwrite=True)
+        cm = confusion_matrix(Path(store) / "scans" / scan_id / "mask", pred / "labels",
+                              datamodule.num_classes, progress=False)
+        scores = scores_from_confusion(cm, datamodule.class_names)
+        per_scan[scan_id] = scores
+        metrics.update(score_metrics(scores, prefix=f"test/{scan_id}/"))
+        log.info("test scan %s\n%s", scan_id, format_table(scores))
+    for key, name in (("mean_iou", "miou"), ("mean_dice", "mdice")):
+        values = [s[key] for s in per_scan.values() if not math.isnan(s[key])]
+        if values:
+            metrics[f"test/{name}"] = float(np.mean(values))
+    report = out / "test_scores.json"
+    write_json_atomic(report, {"per_scan": per_scan, "metrics": metrics})
+    if not settings.keep_predictions:
+        shutil.rmtree(pred_dir, ignore_errors=True)
+    return metrics, [report]

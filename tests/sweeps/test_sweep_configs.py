@@ -1,0 +1,80 @@
+"""The paper's sweeps compose: every job's config resolves and every model builds (no training)."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from bone_seg.cli.app import compose_config
+from bone_seg.modules.factory import create_net
+from bone_seg.modules.sizes import validate_patch_size
+
+
+def sweep_jobs(sweep: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
+    """The override lists Hydra's basic sweeper makes of ``sweeps/<sweep>.yaml``."""
+    cfg = compose_config("fit", [f"sweeps={sweep}", *extra])
+    params = OmegaConf.to_container(cfg.hydra.sweeper.params) if "hydra" in cfg else None
+    if params is None:  # compose() leaves hydra out: read the sweep file's params directly
+        params = OmegaConf.load(f"sweeps/{sweep}.yaml").hydra.sweeper.params
+    parser = OverridesParser.create()
+    axes = []
+    for key, values in params.items():
+        override = parser.parse_override(f"{key}={values}")
+        axes.append([f"{key}={v}" for v in override.sweep_string_iterator()])
+    return [list(job) for job in itertools.product(*axes)]
+
+
+def resolve_job(sweep: str, job: list[str], extra: tuple[str, ...] = ()):
+    cfg = compose_config("fit", [f"sweeps={sweep}", *extra, *job])
+    return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_cv_is_five_folds_by_three_seeds():
+    jobs = sweep_jobs("cv")
+    assert len(jobs) == 15
+    seen = set()
+    for job in jobs:
+        cfg = resolve_job("cv", job)
+        assert cfg["data"]["num_folds"] == 5 and cfg["sweep"] == "cv"
+        assert cfg["experiment_name"] == "bp2d03"
+        seen.add((cfg["data"]["test_fold"], cfg["seed"]))
+    assert seen == {(f, s) for f in range(1, 6) for s in (42, 1701, 1864)}
+
+
+def test_cv_shrinks_for_a_cpu_from_the_command_line():
+    extra = ("experiment=quick", "trainer.max_epochs=1")
+    cfg = resolve_job("cv", sweep_jobs("cv", extra)[0], extra)
+    assert cfg["experiment_name"] == "quick" and cfg["data"]["patch_size"] == 64
+    assert cfg["trainer"]["max_epochs"] == 1 and cfg["data"]["num_folds"] == 5
+
+
+@pytest.mark.slow
+def test_grid_is_thirty_buildable_models_with_the_paper_exceptions():
+    jobs = sweep_jobs("grid")
+    assert len(jobs) == 30
+    combos = set()
+    for job in jobs:
+        cfg = resolve_job("grid", job)
+        net, data = cfg["model"]["net"], cfg["data"]
+        combos.add((net["arch"], net["encoder"], data["patch_size"]))
+        validate_patch_size(net["arch"], net["encoder"], data["patch_size"], "2d")
+        create_net(net["arch"], net["encoder"], mode="2d", in_channels=1, num_classes=3,
+                   weights=None)
+        lr = cfg["model"]["optimizer"]["lr"]
+        assert lr == (1e-4 if (net["encoder"] == "mit_b1" and data["patch_size"] == 512) else 1e-3)
+        assert data["batch_size"] in (32, 64)
+        assert cfg["data"]["test_fold"] == 1 and cfg["seed"] == 42
+    assert len(combos) == 30
+    archs = {a for a, _, _ in combos}
+    assert archs == {"unet", "unetplusplus", "deeplabv3plus", "segformer"}
+    assert ("unetplusplus", "mit_b1", 256) not in combos
+
+
+def test_grid_shrinks_with_grid_scale():
+    extra = ("experiment=quick", "grid_scale=0.25")
+    sizes = {resolve_job("grid", job, extra)["data"]["patch_size"]
+             for job in sweep_jobs("grid", extra)}
+    assert sizes == {64, 128}
