@@ -19,3 +19,28 @@ def real_scan_dir():
     if not os.path.isdir(os.path.join(path, "image")):
         pytest.skip(f"real micro-CT sample not found at {path}")
     return path
+
+
+def build_phantom_store(root, set_name: str = "tiny"):
+    """Phantoms of ``conf/phantom_set/<set_name>.yaml`` under ``root`` and their store."""
+    from pathlib import Path
+
+    from bone_seg.cli.app import compose_config
+    from bone_seg.io.importer import ImportOptions, import_scans
+    from bone_seg.io.sources import discover_scans
+    from bone_seg.phantom import make_phantom_set
+
+    from omegaconf import OmegaConf
+
+    root = Path(root)
+    cfg = compose_config("phantom", [f"phantom_set={set_name}"])
+    scans = OmegaConf.to_container(cfg.phantom_set.scans, resolve=True)
+    make_phantom_set(root / "phantoms", scans, workers=1)
+    import_scans(root / "store", discover_scans(root / "phantoms"), ImportOptions())
+    return root / "store"
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory):
+    """A dataset store of six tiny phantoms (every structure), built once per test session."""
+    return build_phantom_store(tmp_path_factory.mktemp("tiny_phantoms"))

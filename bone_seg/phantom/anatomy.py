@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 from scipy.special import ndtri
 
 from bone_seg.phantom.presets import Preset
@@ -202,8 +203,8 @@ class Anatomy:
             view[inner] = 3
             if at_end:
                 view[inner & self._trabecular(z, yy, xx)] = 2
-            # cortical pores and canals (only where the wall is)
-            wall = view == 1
+            # cortical pores and canals: only inside the wall, never on its outer surface
+            wall = (view == 1) & ndimage.binary_erosion(outer)
             for pz, th, frac, r, _ in b.pores[np.abs(b.pores[:, 0] - z) < b.pores[:, 3]]:
                 py, px = self._wall_point(b, pz, th, frac, r)
                 rr = r * r - (z - pz) ** 2

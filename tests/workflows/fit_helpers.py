@@ -1,0 +1,42 @@
+"""Running bone-fit as a user does (its console script), on tiny phantoms, in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+BIN = Path(sys.executable).parent
+TINY = ["experiment=quick", "data.patch_size=32", "data.batch_size=8", "data.patches_per_tile=1",
+        "data.num_workers=0", "trainer.max_epochs=2", "callbacks.complexity=null"]
+
+
+def fit_command(root: Path, store: Path, *overrides: str) -> list[str]:
+    return [str(BIN / "bone-fit"), f"paths.root={root}", f"data.store={store}", *TINY,
+            *overrides]
+
+
+def run_fit(root: Path, store: Path, *overrides: str, timeout: int = 600):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(fit_command(root, store, *overrides), capture_output=True, text=True,
+                          env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in (root / "runs" / "fit").glob("*/*/config.yaml"))
+
+
+def last_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    return ckpt["state_dict"]
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

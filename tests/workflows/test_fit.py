@@ -1,0 +1,97 @@
+"""bone-fit end to end on tiny phantoms: outputs, reproducibility, kill-and-resume, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import mlflow
+import pytest
+from fit_helpers import assert_same_tensors, fit_command, last_state, run_dirs, run_fit
+
+from bone_seg.io.weights import load_weights
+
+pytestmark = pytest.mark.slow
+
+
+def _runs(root):
+    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
+    exp = client.get_experiment_by_name("bone_seg")
+    return client, client.search_runs([exp.experiment_id])
+
+
+def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tiny_store):
+    run_fit(tmp_path, tiny_store, "data.num_folds=3", "data.test_fold=1", "sweep=t")
+    (run,) = run_dirs(tmp_path)
+    state, meta = load_weights(run / "best.safetensors")
+    splits = json.loads((run / "splits.json").read_text())
+    assert meta.splits == splits and len(splits["test"]) == 2
+    assert meta.arch == "unet" and meta.patch_size == 32 and meta.normalization == "zscore"
+    log = (run / "fit.log").read_text()
+    assert "Epoch 2/2" in log and "val IoU" in log
+    assert "data:" in (run / "config.yaml").read_text()
+    client, runs = _runs(tmp_path)
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.info.status == "FINISHED"
+    assert r.data.tags["bone_seg.sweep"] == "t" and r.data.tags["fold"] == "1"
+    assert r.data.params["data.batch_size"] == "8"
+    for scan in splits["test"]:
+        assert 0 <= r.data.metrics[f"test/{scan}/miou"] <= 1
+    per_scan = [r.data.metrics[f"test/{s}/miou"] for s in splits["test"]]
+    assert r.data.metrics["test/miou"] == pytest.approx(sum(per_scan) / len(per_scan))
+    history = client.get_metric_history(r.info.run_id, "val/miou")
+    assert len(history) == 2
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"best.safetensors", "fit.log", "config.yaml"} <= artifacts
+
+
+def test_repro_mode_reruns_bitwise_identically(tmp_path, tiny_store):
+    run_fit(tmp_path / "a", tiny_store, "repro=true", "data.num_workers=1")
+    run_fit(tmp_path / "b", tiny_store, "repro=true", "data.num_workers=1")
+    (a,), (b,) = run_dirs(tmp_path / "a"), run_dirs(tmp_path / "b")
+    assert_same_tensors(load_weights(a / "best.safetensors")[0],
+                        load_weights(b / "best.safetensors")[0])
+    assert_same_tensors(last_state(a), last_state(b))
+
+
+def test_sigkill_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path, tiny_store):
+    common = ("repro=true", "trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_train_steps=3")
+    run_fit(tmp_path / "whole", tiny_store, *common)
+    root = tmp_path / "killed"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(fit_command(root, tiny_store, *common), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    ckpt = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((root / "runs").glob("fit/*/*/checkpoints/last.ckpt"))
+        if found:
+            ckpt = found[0]
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert ckpt is not None, "no checkpoint appeared before the run ended"
+    import torch
+
+    saved = torch.load(ckpt, weights_only=True, map_location="cpu")
+    assert saved["epoch"] == 0, "the kill should land in the first epoch"
+    run_fit(root, tiny_store, *common, f"ckpt_path={ckpt}")
+    whole = run_dirs(tmp_path / "whole")[0]
+    resumed = [d for d in run_dirs(root) if d != ckpt.parents[1]][0]
+    assert_same_tensors(last_state(whole), last_state(resumed))
+
+
+def test_ddp_on_two_cpu_processes_gives_one_run_and_one_directory(tmp_path, tiny_store):
+    run_fit(tmp_path, tiny_store, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+            timeout=900)
+    dirs = run_dirs(tmp_path)
+    assert len(dirs) == 1
+    assert (dirs[0] / "best.safetensors").exists()
+    _, runs = _runs(tmp_path)
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert "val/miou" in runs[0].data.metrics
