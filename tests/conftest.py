@@ -25,12 +25,12 @@ def build_phantom_store(root, set_name: str = "tiny"):
     """Phantoms of ``conf/phantom_set/<set_name>.yaml`` under ``root`` and their store."""
     from pathlib import Path
 
+    from omegaconf import OmegaConf
+
     from bone_seg.cli.app import compose_config
     from bone_seg.io.importer import ImportOptions, import_scans
     from bone_seg.io.sources import discover_scans
     from bone_seg.phantom import make_phantom_set
-
-    from omegaconf import OmegaConf
 
     root = Path(root)
     cfg = compose_config("phantom", [f"phantom_set={set_name}"])

@@ -59,7 +59,8 @@ def test_repro_mode_reruns_bitwise_identically(tmp_path, tiny_store):
 
 
 def test_sigkill_mid_epoch_then_resume_ends_with_the_same_weights(tmp_path, tiny_store):
-    common = ("repro=true", "trainer.max_epochs=2", "callbacks.last_checkpoint.every_n_train_steps=3")
+    common = ("repro=true", "trainer.max_epochs=2",
+              "callbacks.last_checkpoint.every_n_train_steps=3")
     run_fit(tmp_path / "whole", tiny_store, *common)
     root = tmp_path / "killed"
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
