@@ -23,6 +23,11 @@ from bone_seg.metrics.mlflow_log import score_metrics
 log = logging.getLogger("bone_seg.fit")
 
 
+def _number(value: float) -> float | None:
+    """JSON has no NaN: an absent class's score is null."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
 def evaluate_test_scans(weights: Path, datamodule: Any, settings: Any,
                         out: Path) -> tuple[dict[str, float], list[Path]]:
     """Predict and score every test scan; returns the metrics and the files written."""
@@ -45,8 +50,13 @@ def evaluate_test_scans(weights: Path, datamodule: Any, settings: Any,
         values = [s[key] for s in per_scan.values() if not math.isnan(s[key])]
         if values:
             metrics[f"test/{name}"] = float(np.mean(values))
-    report = out / "test_scores.json"
-    write_json_atomic(report, {"per_scan": per_scan, "metrics": metrics})
+    report = out / "test_scores.json"  # the records bone-report reads (docs/development.md)
+    write_json_atomic(report, [
+        {"scan": scan_id, "fold": datamodule.test_fold, "seed": datamodule.seed,
+         "miou": _number(s["mean_iou"]), "mdice": _number(s["mean_dice"]),
+         "iou": {c["name"]: _number(c["iou"]) for c in s["classes"]},
+         "dice": {c["name"]: _number(c["dice"]) for c in s["classes"]}}
+        for scan_id, s in per_scan.items()])
     if not settings.keep_predictions:
         shutil.rmtree(pred_dir, ignore_errors=True)
     return metrics, [report]

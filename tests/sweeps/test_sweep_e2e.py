@@ -1,0 +1,48 @@
+"""A real multirun sweep on CPU (tiny phantoms, 1 epoch), then bone-report from its MLflow runs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+
+import mlflow
+import numpy as np
+import pytest
+from fit_helpers import BIN, TINY
+
+pytestmark = pytest.mark.slow
+
+
+def test_cv_sweep_report_equals_the_runs_logged_per_scan_values(tmp_path, tiny_store):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    sweep = [str(BIN / "bone-fit"), "-m", "sweeps=cv", f"paths.root={tmp_path}",
+             f"data.store={tiny_store}", *TINY, "trainer.max_epochs=1", "data.num_folds=3",
+             "data.test_fold=1,2", "seed=42,7"]
+    proc = subprocess.run(sweep, capture_output=True, text=True, env=env, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = tmp_path / "report"
+    proc = subprocess.run([str(BIN / "bone-report"), f"paths.root={tmp_path}", "kind=cv",
+                           "sweep=cv", f"out={out}"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name("bone_seg")
+    runs = [r for r in client.search_runs([exp.experiment_id])
+            if r.data.tags.get("bone_seg.sweep") == "cv" and "bone_seg.report" not in r.data.tags]
+    assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    expected = {}
+    for r in runs:
+        per_scan = [v for k, v in r.data.metrics.items()
+                    if k.startswith("test/") and k.endswith("/miou") and k.count("/") == 2]
+        expected[(r.data.tags["fold"], r.data.tags["seed"])] = (np.mean(per_scan), len(per_scan))
+    rows = list(csv.DictReader((out / "cv_table.csv").open()))
+    cells = {(r["fold"], r["seed"]): r for r in rows if "all" not in (r["fold"], r["seed"])}
+    assert set(cells) == set(expected)
+    for key, (mean, n) in expected.items():
+        assert float(cells[key]["miou_mean"]) == pytest.approx(mean, abs=1e-12)
+        assert int(cells[key]["n"]) == n
+    grand = [r for r in rows if r["fold"] == "all" and r["seed"] == "all"][0]
+    assert float(grand["miou_mean"]) == pytest.approx(np.mean([m for m, _ in expected.values()]),
+                                                      abs=1e-12)
+    assert "Cross-validation" in (out / "cv_table.md").read_text()
