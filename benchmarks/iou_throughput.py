@@ -27,7 +27,7 @@ Files live in the page cache during the run (re-read from memory, not from the d
 
 Measured on the 2-core AMD EPYC development machine (shared with other jobs: ±20 % from run to
 run), best of 5, ``--depth 64 --size 1024 --whole`` (small 2 × 64 MiB, large 2 × 256 MiB), with
-zarrs 0.2.3 installed (see ``bone_seg.metrics.reading.fast_zarr_reads``):
+zarrs 0.2.3 installed (see ``bone_seg.io.fast_zarr.fast_zarr_reads``):
 
 1. kernels, ns per voxel pair on one core: np.bincount on int64 codes 1.74, np.bincount on uint8
    codes 1.33, torch.bincount on uint8 codes 0.45, count_nonzero passes 0.36 (chosen for ≤ 3
@@ -112,7 +112,7 @@ def write_zarr(path: Path, data: np.ndarray, chunks, shards, codec: str) -> str:
     import zarr
     from zarr.codecs import ZstdCodec
 
-    from bone_seg.metrics.reading import fast_zarr_reads
+    from bone_seg.io.fast_zarr import fast_zarr_reads
 
     with fast_zarr_reads():
         arr = zarr.create_array(

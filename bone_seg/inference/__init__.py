@@ -1,8 +1,10 @@
 """Sliding-window prediction, streamed slab by slab (pure PyTorch, no Lightning)."""
 
-from bone_seg.inference.predictor import SlidingWindowPredictor, WindowPlan
+from bone_seg.inference.predictor import Predictor
 from bone_seg.inference.run import predict_scan
-from bone_seg.inference.windows import importance_map, window_starts
+from bone_seg.inference.windows import WindowPlan, importance_map, window_starts
 
-__all__ = ["SlidingWindowPredictor", "WindowPlan", "importance_map", "predict_scan",
+SlidingWindowPredictor = Predictor  # the name of the first version
+
+__all__ = ["Predictor", "SlidingWindowPredictor", "WindowPlan", "importance_map", "predict_scan",
            "window_starts"]

@@ -6,7 +6,6 @@ are held, whatever the size of the volumes.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,34 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from bone_seg.errors import BoneSegError
+from bone_seg.io.fast_zarr import fast_zarr_reads
 from bone_seg.io.volume import ArrayVolume, Volume, open_volume
 
 #: Default bytes per volume per slab (the slab depth follows from the slice size).
 DEFAULT_MAX_SLAB_MB = 32.0
-
-
-@contextlib.contextmanager
-def fast_zarr_reads() -> Iterator[None]:
-    """Zarr arrays opened inside this block decode their chunks at full speed.
-
-    zarr-python's default codec pipeline decodes the inner chunks of a shard one at a time in
-    Python (``codec_pipeline.batch_size = 1``): 0.3 GB/s for a store mask (chunks 1×256², shards
-    16×1024², zstd). Batches of 64 chunks give ~1 GB/s; the Rust pipeline of the ``zarrs`` package
-    (the zarr developers' Rust implementation, used when installed) ~5 GB/s on 2 cores. The choice
-    is made when an array is opened, so arrays opened outside keep their own pipeline. Results are
-    identical: both pipelines decode the same bytes.
-    """
-    import zarr
-
-    settings: dict[str, object] = {"codec_pipeline.batch_size": 64}
-    try:
-        import zarrs  # noqa: F401  (optional; registers its pipeline with zarr)
-
-        settings["codec_pipeline.path"] = "zarrs.ZarrsCodecPipeline"
-    except ImportError:
-        pass
-    with zarr.config.set(settings):
-        yield
 
 
 def open_labels(source, role: str) -> Volume:

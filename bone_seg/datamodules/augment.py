@@ -1,0 +1,155 @@
+"""Training augmentation as a config list: one geometric op per tile, intensity ops per patch.
+
+The default (the paper's), ``data.augmentation`` in ``conf/data/default.yaml``::
+
+    - {op: geometric, p: {hflip: 0.166, vflip: 0.166, rot90: 0.5, none: 0.168}}
+    - {op: brightness, p: 0.4, range: [-0.15, 0.15]}   # add U(range) to the normalised patch
+    - {op: contrast, p: 0.4, range: [0.75, 1.25]}      # multiply it by U(range)
+
+* ``geometric``: exactly one of the listed ops per tile (probabilities sum to 1; an op left out has
+  probability 0). ``hflip`` mirrors X, ``vflip`` mirrors Y, ``rot90`` turns by k·90° with k uniform
+  in {1, 2, 3}. Ops act on the last two axes (Y, X) of image and mask alike, so 2.5D channels and
+  3D depth stay aligned. Every patch of a tile gets the tile's op (a random crop of a flipped tile
+  is a flipped random crop, so it does not matter whether the op comes before or after cropping).
+* ``brightness`` / ``contrast``: with probability ``p``, add / multiply by a value drawn uniformly
+  from ``range``; applied in list order on the normalised patch, then the patch is clipped to the
+  normalisation's range (:meth:`bone_seg.io.normalize.Normalizer.clip`).
+
+Every draw comes from a generator keyed by tile (geometric) or patch (intensity) that the caller
+passes — never global random state — and each op always makes the same number of draws, so the
+stream does not shift with the outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from fractions import Fraction
+
+import numpy as np
+
+from bone_seg.errors import BoneSegError
+
+GEOMETRIC = ("hflip", "vflip", "rot90", "none")
+INTENSITY = ("brightness", "contrast")
+OPS = ("geometric", *INTENSITY)
+KEYS = {"geometric": ("op", "p"), "brightness": ("op", "p", "range"),
+        "contrast": ("op", "p", "range")}
+#: The paper's pipeline (also in conf/data/default.yaml).
+DEFAULT_PIPELINE = (
+    {"op": "geometric", "p": {"hflip": 0.166, "vflip": 0.166, "rot90": 0.5, "none": 0.168}},
+    {"op": "brightness", "p": 0.4, "range": [-0.15, 0.15]},
+    {"op": "contrast", "p": 0.4, "range": [0.75, 1.25]},
+)
+
+GeometricOp = tuple[str, int]  # (name, quarter turns)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+
+def check_pipeline(pipeline: Sequence[Mapping] | None) -> list[dict]:
+    """Validate ``data.augmentation``; returns plain dicts.
+
+    Raises:
+        BoneSegError: an unknown op or key, a probability outside [0, 1], geometric
+            probabilities not summing to 1, a bad range, or two geometric steps.
+    """
+    if pipeline is None:
+        return []
+    if isinstance(pipeline, Mapping | str) or not isinstance(pipeline, Sequence):
+        raise BoneSegError(f"data.augmentation={pipeline!r}: give a list of steps such as "
+                           "{op: brightness, p: 0.4, range: [-0.15, 0.15]}")
+    out: list[dict] = []
+    for i, raw in enumerate(pipeline):
+        where = f"data.augmentation[{i}]"
+        if not isinstance(raw, Mapping):
+            raise BoneSegError(f"{where}={raw!r}: each step is a mapping with an 'op' key")
+        step = dict(raw)
+        op = step.get("op")
+        if op not in OPS:
+            raise BoneSegError(f"{where}.op={op!r}: choose one of {', '.join(OPS)}")
+        unknown = sorted(set(step) - set(KEYS[op]))
+        if unknown:
+            raise BoneSegError(f"{where}: unknown key(s) {', '.join(map(str, unknown))} for op "
+                               f"{op}; valid keys: {', '.join(KEYS[op])}")
+        if op == "geometric":
+            if any(s["op"] == "geometric" for s in out):
+                raise BoneSegError(f"{where}: only one geometric step is allowed (it picks one "
+                                   "op per tile)")
+            step["p"] = _check_choices(step.get("p"), where)
+        else:
+            p, rng = step.get("p"), step.get("range")
+            if not _number(p) or not 0 <= p <= 1:
+                raise BoneSegError(f"{where}.p={p!r}: give a probability from 0 to 1")
+            if (isinstance(rng, str | Mapping) or not isinstance(rng, Sequence) or len(rng) != 2
+                    or not all(_number(v) for v in rng) or rng[0] > rng[1]):
+                raise BoneSegError(f"{where}.range={rng!r}: give [low, high] with low <= high")
+            step["p"], step["range"] = float(p), [float(rng[0]), float(rng[1])]
+        out.append(step)
+    return out
+
+
+def _check_choices(probs, where: str) -> dict[str, float]:
+    if not isinstance(probs, Mapping) or not probs:
+        raise BoneSegError(f"{where}.p={probs!r}: give the probability of each op, e.g. "
+                           "{hflip: 0.166, vflip: 0.166, rot90: 0.5, none: 0.168}")
+    unknown = sorted(set(probs) - set(GEOMETRIC))
+    if unknown:
+        raise BoneSegError(f"{where}.p: unknown op(s) {', '.join(map(str, unknown))}; choose "
+                           f"from {', '.join(GEOMETRIC)}")
+    if not all(_number(v) and v >= 0 for v in probs.values()):
+        raise BoneSegError(f"{where}.p={dict(probs)}: probabilities must be numbers >= 0")
+    total = sum(Fraction(str(v)) for v in probs.values())  # exact: 0.166 + ... is 1, not 1-ε
+    if abs(total - 1) > Fraction(1, 10**9):
+        raise BoneSegError(f"{where}.p={dict(probs)}: the probabilities of "
+                           f"{', '.join(GEOMETRIC)} must sum to 1 (they sum to {float(total):g})")
+    return {name: float(probs.get(name, 0.0)) for name in GEOMETRIC}
+
+
+def draw_geometric(pipeline: list[dict], rng: np.random.Generator) -> GeometricOp:
+    """A tile's geometric op, ``(name, k)`` with ``k`` quarter turns for ``rot90`` (else 0)."""
+    for step in pipeline:
+        if step["op"] == "geometric":
+            cum = np.cumsum([step["p"][name] for name in GEOMETRIC])
+            u, k = rng.random(), int(rng.integers(1, 4))  # both always drawn
+            name = GEOMETRIC[min(int(np.searchsorted(cum / cum[-1], u, side="right")),
+                                 len(GEOMETRIC) - 1)]
+            return name, (k if name == "rot90" else 0)
+    return "none", 0
+
+
+def apply_geometric(arr: np.ndarray, op: GeometricOp) -> np.ndarray:
+    """Apply a geometric op to the last two axes (returns a C-contiguous array)."""
+    name, k = op
+    if name == "hflip":
+        arr = arr[..., ::-1]
+    elif name == "vflip":
+        arr = arr[..., ::-1, :]
+    elif name == "rot90":
+        arr = np.rot90(arr, k, axes=(-2, -1))
+    return np.ascontiguousarray(arr)
+
+
+def draw_intensity(pipeline: list[dict], rng: np.random.Generator) -> list[tuple[str, float]]:
+    """The intensity ops a patch gets, in order: ``[(op, value), ...]``."""
+    ops = []
+    for step in pipeline:
+        if step["op"] in INTENSITY:
+            apply, value = rng.random() < step["p"], rng.uniform(*step["range"])  # both drawn
+            if apply:
+                ops.append((step["op"], float(value)))
+    return ops
+
+
+def apply_intensity(ops: list[tuple[str, float]], image: np.ndarray,
+                    clip: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Apply drawn intensity ops to a normalised float32 patch in place, then ``clip`` it."""
+    if not ops:
+        return image
+    for op, value in ops:
+        if op == "brightness":
+            image += np.float32(value)
+        else:
+            image *= np.float32(value)
+    return clip(image)
