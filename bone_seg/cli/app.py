@@ -35,13 +35,20 @@ def register_resolvers() -> None:
 def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with overrides, outside of a Hydra run (tests, tools).
 
-    ``hydra:`` interpolations (the run directory) are not available in the result.
+    ``hydra:`` interpolations (job name, run directory) resolve as in a run of ``config_name``;
+    the ``hydra`` node itself is left out of the result.
     """
     from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
 
     register_resolvers()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        return compose(config_name, overrides=list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=config_name):
+        cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
 
 
 def _first_values(args: Sequence[str]) -> list[str]:
@@ -115,6 +122,10 @@ def _accepts(old: Any, new: Any) -> bool:
     if expected[0] is float:
         return isinstance(new, (int, float)) and not isinstance(new, bool)
     found = _kind(new)
+    if expected[0] is str:
+        # a name may also be a count or a list, as Lightning's devices ('auto' | 2 | [0, 1]) and
+        # precision ('32-true' | 16); which names are valid is checked by the code that uses them
+        return found is not None and found[0] in (str, int, list)
     return found is not None and found[0] is expected[0]
 
 
@@ -122,8 +133,9 @@ def check_types(config_name: str, args: Sequence[str]) -> None:
     """Fail before any work when an override gives a value of the wrong type for its key.
 
     The type expected is the one of the default (an integer stays an integer, a number a number,
-    a list a list); keys whose default is ``null`` take anything. Choices (architecture names,
-    modes, loss names ...) are checked by the code that uses them, still before any work.
+    a list a list, a name a name, a count or a list); keys whose default is ``null`` take
+    anything. Choices (architecture names, modes, loss names ...) are checked by the code that
+    uses them, still before any work.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 

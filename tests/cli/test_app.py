@@ -2,7 +2,7 @@
 
 import pytest
 
-from bone_seg.cli.app import _first_values, check_overrides
+from bone_seg.cli.app import _first_values, check_overrides, check_types, compose_config
 from bone_seg.errors import BoneSegError
 
 
@@ -23,3 +23,25 @@ def test_unknown_group_option_lists_options():
 def test_valid_overrides_and_sweeps_pass():
     check_overrides("import", ["workers=3", "store.codec=lz4", "hydra.run.dir=/tmp/x", "-m"])
     assert _first_values(["a=1,2,3", "b=x", "-m", "hydra.job.chdir=true"]) == ["a=1", "b=x"]
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("trainer.max_epochs=2.5", "expected an integer"),
+    ("model.optimizer.lr=fast", "expected a number"),
+    ("data.augment=3", "expected true or false"),
+    ("data.augmentation=flip", "expected a list"),
+])
+def test_wrong_value_types_are_refused_naming_the_key(override, expected):
+    with pytest.raises(BoneSegError, match=rf"{override.split('=')[0]}=.*{expected}"):
+        check_types("fit", [override])
+
+
+def test_names_take_counts_and_lists_and_numbers_take_integers():
+    check_types("fit", ["trainer.devices=2", "trainer=ddp", "trainer.precision=16",
+                        "model.optimizer.lr=1"])
+    check_types("fit", ["trainer=ddp", "trainer.devices=[0,1]"])
+
+
+def test_hydra_interpolations_resolve_outside_a_run():
+    assert compose_config("fit", ["sweeps=cv"]).sweep == "cv"
+    assert compose_config("fit").sweep == "fit"
