@@ -210,11 +210,9 @@ class ModelComplexity(pl.Callback):
         self._log_metrics(
             trainer, {"complexity/params": total, "complexity/params_trainable": trainable}
         )
-        self._log_to.info(
-            "Model parameters: %d (%d trainable); fvcore parameter_count_table:\n%s",
-            total,
-            trainable,
-            parameter_table(net, self.table_max_depth),
+        self._log_to.info("Model parameters: %d (%d trainable)", total, trainable)
+        self._log_to.debug(
+            "fvcore parameter_count_table:\n%s", parameter_table(net, self.table_max_depth)
         )
 
     def on_train_batch_start(

@@ -156,6 +156,22 @@ def check_types(config_name: str, args: Sequence[str]) -> None:
             )
 
 
+#: Deprecation notices of our dependencies on torch 2.14 that a user can do nothing about
+#: (timm/smp call torch.jit at import; Lightning's pytree helper); matched by message only.
+KNOWN_WARNINGS = (
+    r"`torch\.jit\.(script|interface)` is deprecated",
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+)
+
+
+def quiet_known_warnings() -> None:
+    """Hide :data:`KNOWN_WARNINGS` on the terminal of an entry point (library use keeps them)."""
+    import warnings
+
+    for message in KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
+
+
 def hydra_main(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """Wrap ``run`` as a console entry point composing ``conf/<config_name>.yaml``.
 
@@ -165,6 +181,7 @@ def hydra_main(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[
 
     def main() -> Any:
         register_resolvers()
+        quiet_known_warnings()
         # ImageNet weights are used only from the local cache: never wait on the hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:

@@ -63,7 +63,7 @@ def tiny_fit(tmp_path_factory: pytest.TempPathFactory) -> Fit:
     csv_logger = CSVLogger(str(root), name="csv")
     mlflow_logger = MLFlowLogger(experiment_name="callbacks", tracking_uri=uri)
     train, val = loaders(image_shape, n_items=8, batch_size=batch_size, num_workers=1)
-    log_records, undo_log = capture("bone_seg.fit")
+    log_records, undo_log = capture("bone_seg.fit", logging.DEBUG)
     fvcore_records, undo_fvcore = capture("fvcore", logging.DEBUG)
     fit = trainer(str(root), callbacks, [csv_logger, mlflow_logger], max_epochs=max_epochs)
     try:

@@ -47,7 +47,7 @@ def test_cv_is_five_folds_by_three_seeds():
 def test_cv_shrinks_for_a_cpu_from_the_command_line():
     extra = ("experiment=quick", "trainer.max_epochs=1")
     cfg = resolve_job("cv", sweep_jobs("cv", extra)[0], extra)
-    assert cfg["experiment_name"] == "quick" and cfg["data"]["patch_size"] == 64
+    assert cfg["experiment_name"] == "quick" and cfg["data"]["patch_size"] == 96
     assert cfg["trainer"]["max_epochs"] == 1 and cfg["data"]["num_folds"] == 5
 
 
