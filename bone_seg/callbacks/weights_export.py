@@ -81,7 +81,7 @@ class BestWeightsExport(pl.Callback):
         if trainer.is_global_zero:
             meta = self.build_meta(trainer, pl_module)
             save_weights(self.path, pl_module.export_state_dict(), meta)
-            log.info("saved best weights (epoch %d, %s %.4f) to %s", self.best_epoch,
+            log.info("saved best weights (epoch %d, %s %.4f) to %s", self.best_epoch + 1,
                      self.monitor, score, self.path)
 
     def build_meta(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> WeightsMeta:

@@ -141,8 +141,9 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
     summary["wall_time_s"] = time.perf_counter() - t0
     mlflow_run.log_metrics(logger, {"time/workflow_wall_s": summary["wall_time_s"]})
     mlflow_run.log_artifacts(logger, files)
+    # epochs counted from 1 as in the epoch log (Lightning and the weights' metadata count from 0)
     log.info("best validation mIoU %.4f at epoch %d; weights: %s", best.best_score,
-             best.best_epoch, best.path)
+             best.best_epoch + 1, best.path)
     if "test_miou" in summary:
         log.info("test fold mIoU %.4f, mDice %.4f", summary["test_miou"], summary["test_mdice"])
     log.info("run directory: %s; MLflow run %s", out, summary["run_id"])
