@@ -72,6 +72,7 @@ class ScanDataModule(pl.LightningDataModule):
         arch: the network's architecture, to check the patch size suits it (``None``: unchecked).
         encoder: the network's encoder (for the same check).
         max_open_scans: scans each process keeps open.
+        strides: a 3D network's encoder strides (smp-3d), when not the default (same check).
     """
 
     def __init__(self, store: str, num_folds: int | None = None, test_fold: int | None = None,
@@ -83,7 +84,8 @@ class ScanDataModule(pl.LightningDataModule):
                  normalization: str = "zscore", stats_policy: str = "positive",
                  clip_range: Sequence[float] | None = None, augment: bool = True,
                  augmentation: list[dict] | None = None, arch: str | None = None,
-                 encoder: str | None = "resnet18", max_open_scans: int = 4) -> None:
+                 encoder: str | None = "resnet18", max_open_scans: int = 4,
+                 strides: Sequence[Sequence[int]] | None = None) -> None:
         super().__init__()
         self.mode = _choice("mode", mode, MODES)
         self.normalization = _choice("normalization", normalization, METHODS)
@@ -123,6 +125,7 @@ class ScanDataModule(pl.LightningDataModule):
         self.num_folds, self.test_fold = num_folds, test_fold
         self.train_fraction, self.seed = train_fraction, int(seed)
         self.arch, self.encoder = arch, encoder
+        self.strides = [list(s) for s in strides] if strides is not None else None
         self.splits: dict[str, list[str]] = {}
         self.class_names: list[str] = []
         self.train_set: PatchDataset | None = None
@@ -192,7 +195,8 @@ class ScanDataModule(pl.LightningDataModule):
         validate_patch_size(self.arch, self.encoder or "resnet18", self.patch_size, self.mode,
                             self.patch_depth if self.mode == "3d" else None,
                             in_channels=self.in_channels, what="data.patch_size",
-                            depth_what="data.patch_depth")
+                            depth_what="data.patch_depth",
+                            **({"strides": self.strides} if self.strides is not None else {}))
 
     def setup(self, stage: str | None = None) -> None:
         """Read the manifest, make and log the split, check sizes, build the datasets.

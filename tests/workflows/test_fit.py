@@ -30,6 +30,7 @@ def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tin
     splits = json.loads((run / "splits.json").read_text())
     assert meta.splits == splits and len(splits["test"]) == 2
     assert meta.arch == "unet" and meta.patch_size == 32 and meta.normalization == "zscore"
+    assert meta.mode == "2.5d" and meta.in_channels == 3  # the quick experiment is 2.5D
     log = (run / "fit.log").read_text()
     assert "Epoch 2/2" in log and "val IoU" in log
     assert "data:" in (run / "config.yaml").read_text()
@@ -47,6 +48,20 @@ def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tin
     assert len(history) == 2
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"best.safetensors", "fit.log", "config.yaml"} <= artifacts
+
+
+def test_a_3d_fit_runs_end_to_end_and_evaluates_its_test_fold(tmp_path, tiny_store):
+    # strides that keep the depth of the first two levels: 8-slice patches fit the tiny scans
+    strides = "+model.net.strides=[[1,2,2],[1,2,2],[2,2,2],[2,2,2],[2,2,2]]"
+    run_fit(tmp_path, tiny_store, "data.mode=3d", "data.patch_depth=8", "data.tile_depth=16",
+            strides, "data.num_folds=3", "data.test_fold=3", "trainer.max_epochs=1",
+            "test.batch_size=2")
+    (run,) = run_dirs(tmp_path)
+    _, meta = load_weights(run / "best.safetensors")
+    assert meta.mode == "3d" and meta.in_channels == 1 and meta.patch_depth == 8
+    scores = json.loads((run / "test_scores.json").read_text())
+    assert [s["scan"] for s in scores] == json.loads((run / "splits.json").read_text())["test"]
+    assert all(0 <= s["miou"] <= 1 for s in scores)
 
 
 def test_repro_mode_reruns_bitwise_identically(tmp_path, tiny_store):
