@@ -122,7 +122,8 @@ class DatasetStore:
         if not manifest.exists():
             raise BoneSegError(
                 f"{self.path}: not a bone_seg dataset store (no manifest.json); create one with "
-                "bone-import"
+                "bone-import scan_dir=<folder of scans>, or build the built-in phantom dataset "
+                "with bone-demo stages.fit=false stages.predict=false stages.cv=false"
             )
         try:
             self.manifest = json.loads(manifest.read_text())
