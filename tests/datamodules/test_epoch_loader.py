@@ -4,18 +4,13 @@ DDP shards."""
 import numpy as np
 import pytest
 import torch
+from dm_helpers import make_dm
 
-from bone_seg.datamodules import ScanDataModule
 from bone_seg.datamodules.sampler import EpochSampler
 
 
 def _dm(store, **kw):
-    args = {"patch_size": 16, "patches_per_tile": 2, "batch_size": 4, "num_workers": 0,
-            "seed": 5, "arch": None}
-    args.update(kw)
-    dm = ScanDataModule(str(store.path), **args)
-    dm.setup("fit")
-    return dm
+    return make_dm(store, seed=5, **kw)
 
 
 def _epoch(loader, epoch):

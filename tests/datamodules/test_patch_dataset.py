@@ -5,18 +5,11 @@ import pickle
 
 import numpy as np
 import pytest
+from dm_helpers import make_dm
 
-from bone_seg.datamodules import ScanDataModule
 from bone_seg.datamodules.augment import apply_geometric
 
-
-def _dm(store, **kw):
-    args = {"patch_size": 16, "patches_per_tile": 2, "batch_size": 4, "num_workers": 0,
-            "seed": 3, "arch": None}
-    args.update(kw)
-    dm = ScanDataModule(str(store.path), **args)
-    dm.setup("fit")
-    return dm
+_dm = make_dm
 
 
 def _raw(arrays, ds, item):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dm_helpers import make_dm
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -18,10 +19,7 @@ CONF = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
 
 
 def _dm(store, **kw):
-    args = {"patch_size": 16, "patches_per_tile": 2, "batch_size": 4, "num_workers": 0,
-            "seed": 3, "arch": None}
-    args.update(kw)
-    return ScanDataModule(str(store.path), **args)
+    return make_dm(store, setup=False, **kw)
 
 
 def test_setup_logs_the_split_and_exposes_what_the_fit_needs(small_store, caplog):
