@@ -20,6 +20,7 @@ different fingerprint is refused unless ``overwrite`` is given.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 import threading
@@ -29,6 +30,7 @@ import numpy as np
 import zarr
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.slabs import slab_ranges
 from bone_seg.io.store import write_json_atomic
 
 FORMAT = "bone_seg.prediction"
@@ -124,7 +126,11 @@ class PredictionOutput:
 
     def slab_range(self, i: int) -> tuple[int, int]:
         """``[z0, z1)`` of slab ``i``."""
-        return i * self.slab_depth, min((i + 1) * self.slab_depth, self.shape[0])
+        return self._ranges[i]
+
+    @functools.cached_property
+    def _ranges(self) -> list[tuple[int, int]]:
+        return slab_ranges(self.shape[0], self.slab_depth)
 
     # ------------------------------------------------------------------ writing
     def write_slab(self, i: int, labels: np.ndarray, confidence: np.ndarray | None,

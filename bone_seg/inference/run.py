@@ -36,6 +36,7 @@ from bone_seg.inference.slabs import pending_runs, split_slabs
 from bone_seg.io.normalize import Normalizer
 from bone_seg.io.stats import StatsAccumulator
 from bone_seg.io.store import DatasetStore, write_json_atomic
+from bone_seg.io.validate import check_image_slab
 from bone_seg.io.volume import ArrayVolume, open_volume
 
 log = logging.getLogger("bone_seg.predict")
@@ -102,13 +103,6 @@ def _load(weights) -> tuple[torch.nn.Module, Any, str]:
     return net, meta, file_sha256(path)
 
 
-def _check_finite(block: np.ndarray, name: str, z0: int) -> None:
-    if block.dtype.kind == "f" and not np.isfinite(block).all():
-        bad = z0 + int(np.argwhere(~np.isfinite(block))[0][0])
-        raise BoneSegError(f"{name}: NaN or infinite values (first in slice {bad}); replace them "
-                           "(e.g. by 0) before predicting")
-
-
 def open_scan(scan, store_path: str | Path | None, policy: str, slab_depth: int = 16):
     """The scan's volume, its statistics (``policy``), a description and a short name.
 
@@ -149,7 +143,7 @@ def open_scan(scan, store_path: str | Path | None, policy: str, slab_depth: int 
     depth = volume.shape[0]
     for z0 in tqdm(range(0, depth, slab_depth), desc="statistics", unit="slab", disable=None):
         block = volume.read(z0, min(depth, z0 + slab_depth))
-        _check_finite(block, volume.path, z0)
+        check_image_slab(block, volume.path, z0, before="predicting")
         acc.update(block)
     stats = acc.result()[policy]
     if not stats["count"]:
@@ -257,7 +251,7 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
 
         def read(z0: int, z1: int) -> np.ndarray:
             block = volume.read(z0, z1)
-            _check_finite(block, volume.path, z0)
+            check_image_slab(block, volume.path, z0, before="predicting")
             return norm(block)
 
         def work(predictor: Predictor, runs: list[tuple[int, int]]) -> None:

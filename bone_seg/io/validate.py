@@ -28,8 +28,8 @@ def check_pair(image, mask, min_patch_size: int = 0, min_depth: int = 1) -> None
         )
 
 
-def check_image_slab(slab: np.ndarray, path: str, z0: int) -> None:
-    """Refuse NaN or infinite voxels (float scans)."""
+def check_image_slab(slab: np.ndarray, path: str, z0: int, before: str = "import") -> None:
+    """Refuse NaN or infinite voxels (float scans); ``before`` names the step in the fix."""
     if slab.dtype.kind != "f":
         return
     finite = np.isfinite(slab)
@@ -39,7 +39,7 @@ def check_image_slab(slab: np.ndarray, path: str, z0: int) -> None:
         raise BoneSegError(
             f"{path}: {n_bad} NaN/inf voxel(s) in slices {z0}..{z0 + len(slab) - 1}, first at "
             f"slice {z0 + int(bad[0])}, y={int(bad[1])}, x={int(bad[2])}; replace them (e.g. with "
-            "0 or the background value) before import"
+            f"0 or the background value) before {before}"
         )
 
 
