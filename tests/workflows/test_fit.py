@@ -111,3 +111,16 @@ def test_ddp_on_two_cpu_processes_gives_one_run_and_one_directory(tmp_path, tiny
     _, runs = _runs(tmp_path)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert "val/miou" in runs[0].data.metrics
+
+
+def test_a_missing_store_stops_before_any_work_with_the_commands_that_build_one(tmp_path):
+    proc = subprocess.run(fit_command(tmp_path, tmp_path / "no_store"), capture_output=True,
+                          text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"), timeout=300)
+    assert proc.returncode == 2
+    store = tmp_path / "no_store"
+    assert f"{store}: not a bone_seg dataset store (no manifest.json)" in proc.stderr
+    assert "bone-import scan_dir=" in proc.stderr and "bone-demo stages.fit=false" in proc.stderr
+    assert not list(tmp_path.rglob("*.safetensors"))
+    (run,) = run_dirs(tmp_path)  # the run's directory keeps its config and the error in its log
+    assert "not a bone_seg dataset store" in (run / "fit.log").read_text()
+    assert not (tmp_path / "mlflow.db").exists()  # refused before an MLflow run was opened
