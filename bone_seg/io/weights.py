@@ -758,12 +758,16 @@ def weights_format(path: str | os.PathLike) -> str:
     size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(9)
+        # safetensors first: its 8-byte header length may itself begin with 0x80 (the pickle
+        # protocol byte) — one file in 256 — so a length that spans a JSON object decides
+        if len(head) == 9 and head[8:9] == b"{":
+            header_len = int.from_bytes(head[:8], "little")
+            if 0 < header_len <= size - 8:
+                f.seek(8 + header_len - 1)
+                if f.read(1) in (b"}", b" "):  # safetensors pads its header with spaces
+                    return "safetensors"
     if head.startswith(_ZIP_MAGIC) or head.startswith(_PICKLE_PROTO):
         return "torch"
-    if len(head) == 9:
-        header_len = int.from_bytes(head[:8], "little")
-        if 0 < header_len <= size - 8 and head[8:9] == b"{":
-            return "safetensors"
     raise BoneSegError(f"weights file {path} ({size} bytes) is neither a bone_seg .safetensors "
                        "file nor a PyTorch/BONe .pth file")
 

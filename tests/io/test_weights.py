@@ -393,3 +393,18 @@ def test_arch_names_cover_bones_menus() -> None:
 
     assert set(BONE_ARCH_NAMES) <= set(smp.MODEL_ARCHITECTURES_MAPPING)
     assert dataclasses.is_dataclass(WeightsMeta)
+
+
+def test_header_length_beginning_like_a_pickle_is_still_ours(tmp_path: Path) -> None:
+    """A safetensors header length whose first byte is 0x80 (as a pickle's) — 1 file in 256."""
+    path = tmp_path / "best.safetensors"
+    for n in range(256):
+        meta = dataclasses.replace(make_meta(), config={"pad": "x" * n})
+        save_weights(path, make_state(), meta)
+        if path.read_bytes()[:1] == b"\x80":
+            break
+    else:
+        pytest.fail("no padding gave a header length starting with 0x80")
+    assert weights_format(path) == "safetensors"
+    state, loaded = load_any_weights(path)
+    assert loaded.config == {"pad": "x" * n} and state.keys() == make_state().keys()
