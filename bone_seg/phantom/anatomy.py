@@ -5,16 +5,24 @@ thickness vary smoothly along Z) around a medullary cavity; near the bone ends t
 trabecular bone (a thresholded smooth 3D noise field). The cortex holds small pores and canals
 (Haversian canals along Z, Volkmann canals running radially from the cavity into the wall).
 Options add a growth plate (an unmineralised band across a bone end, as in mice), a drill hole
-(a cylinder through the cortex) and a broken end (the last bone stops at an irregular plane).
-Several bones may be packed side by side a few voxels apart.
+(a cylinder through the cortex), a broken end (the last bone stops at an irregular fracture
+surface), fossae (deep pits in a ridge of the outer surface, open to the outside) and bones packed
+a few voxels apart, in a row or a cluster (:mod:`bone_seg.phantom.layout`).
 
-Classes follow BONe's task: **1 bone** = cortical and trabecular bone; **2 pores** = the voids of
-the cortex (pores, canals, and a drill hole's void inside the cortex envelope); **0 background** =
-everything else, including the medullary cavity, the growth plate's cartilage and the space
-between bones. Pores are enclosed by bone (they are placed with a margin inside the wall and the
-Volkmann canals stop short of the outer surface) — except a drill hole, which opens onto the
-surface as in a real specimen. Pores and the cavity have the same intensity (soft tissue), so only
-their context tells them apart, as in real scans.
+Classes are BONe's Bone-Pores task, defined once in ``docs/task.md``: **1 bone** = cortical and
+trabecular bone; **2 pores** = every void inside a bone's periosteal envelope: the medullary cavity
+and the spaces between trabeculae (whatever fills them), cortical pores, Haversian and Volkmann
+canals, the growth plate, a drill hole's void; **0 background** = everything outside the envelopes,
+including the space between packed bones and the fossae. The envelope has three openings, where
+pores meet the background directly (:meth:`Anatomy.openings`): the drill hole, the growth plate's
+rim, and the fracture surface of a broken end, over which the envelope is taken as closed (the
+cavity is pores right up to the fracture surface).
+
+What fills the voids depends on the specimen (``Preset.specimen``): ``hydrated`` (marrow, soft
+tissue), ``dry`` (air: the cavity has the background's intensity, only its enclosure tells them
+apart) or ``contracted`` (dehydrated marrow shrunk away from the endosteal wall, with air around
+and through it, as in the paper's Figure 1B/D). Marrow and air in the cavity are two structures of
+one class (pores).
 
 Every random choice is drawn once from ``numpy.random.default_rng([seed, ...])`` when the anatomy
 is built, and every slice is computed from those choices and its own ``z`` alone, so a slice is
@@ -27,15 +35,22 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import ConvexHull, QhullError
 from scipy.special import ndtri
 
+from bone_seg.phantom.layout import place_bones
 from bone_seg.phantom.presets import Preset
 
-STRUCTURES = ("background", "cortical_bone", "trabecular_bone", "medullary_cavity",
-              "cortical_pore", "canal", "growth_plate", "drill_hole")
-# class of each structure code: 0 background, 1 bone, 2 pores
-CLASS_OF = np.array([0, 1, 1, 0, 2, 2, 0, 2], dtype=np.uint8)
-DERIVED = ("broken_end", "between_bones", "packed_bones")
+STRUCTURES = ("background", "cortical_bone", "trabecular_bone", "marrow", "cavity_air",
+              "cortical_pore", "canal", "growth_plate", "drill_hole", "fossa", "between_bones")
+CODE = {name: i for i, name in enumerate(STRUCTURES)}
+#: class of each structure code: 0 background, 1 bone, 2 pores (docs/task.md)
+CLASS_OF = np.array([0, 1, 1, 2, 2, 2, 2, 2, 2, 0, 0], dtype=np.uint8)
+#: structures inside a bone's envelope
+INSIDE = np.array([c not in (0, 9, 10) for c in range(len(STRUCTURES))])
+#: slices under a fracture surface whose pores count as the broken end's opening
+FRACTURE_ZONE = 3.0
+MARGIN = 2.0  # px of bone kept between a fossa's floor and the cavity
 
 
 @dataclass
@@ -46,15 +61,16 @@ class Bone:
     cx: float
     ry: float
     rx: float
-    drift: tuple[float, float]
     wobble: tuple[float, float, float]      # amplitude, frequency, phase of the radius along Z
     harmonics: tuple[float, float, float, float]  # a2, phase2, a3, phase3
     cortex: float
     z_end: float                            # mean fracture level (inf: no fracture)
     break_waves: np.ndarray                 # (n, 3): amplitude, ky, kx of the fracture surface
-    pores: np.ndarray                       # (n, 5): z, y, x, radius, unused
-    canals: np.ndarray                      # (n, 6): z0, z1, theta, frac, radius, unused
-    volkmann: np.ndarray                    # (n, 4): z, theta, radius, unused
+    pores: np.ndarray                       # (n, 4): z, theta, frac, radius
+    canals: np.ndarray                      # (n, 5): z0, z1, theta, frac, radius
+    volkmann: np.ndarray                    # (n, 3): z, theta, radius
+    fossae: np.ndarray                      # (n, 6): z0, z1, theta, width px, ridge, ridge sigma
+    plate_z: float | None                   # growth plate level (None: no plate)
 
 
 class Anatomy:
@@ -66,67 +82,84 @@ class Anatomy:
     """
 
     def __init__(self, preset: Preset, seed: int):
-        self.preset = preset
+        self.preset = p = preset
         self.seed = int(seed)
-        Z, Y, X = preset.shape
+        Z, Y, X = p.shape
         self.shape = (Z, Y, X)
         rng = np.random.default_rng([self.seed, 1])
-        n = preset.n_bones
-        # lay the bones out in a row; the radius leaves the gap even at the widest cross-section
-        swell = 1.0 + preset.irregularity + 0.08
-        width = preset.fill * X
-        rx = (width - (n - 1) * preset.gap * swell) / (2 * n) / swell
-        ry = min(rx * rng.uniform(1.0, 1.25), preset.fill * Y / 2 / swell)
-        x0 = (X - width) / 2
-        self.bones = [self._bone(rng, Y / 2, x0 + (2 * i + 1) * rx * swell + i * preset.gap * swell,
-                                 ry, rx, last=(i == n - 1)) for i in range(n)]
+        # widest outline: harmonics, radius wobble along Z and aspect, each <= irregularity
+        swell = (1.0 + p.irregularity) ** 3
+        ridge = p.fossa_ridge[1] if p.fossae else 0.0
+        centres, radius = place_bones(p.n_bones, p.layout, (Y, X), p.fill, p.gap, swell,
+                                      swell * (1 + ridge), rng.uniform(0, 2 * np.pi))
+        middle = centres.mean(axis=0)
+        fossa_bones = rng.integers(0, p.n_bones, p.fossae)
+        broken = int(rng.integers(0, p.n_bones))
+        self.bones = [self._bone(rng, cy, cx, radius, (cy, cx) - middle,
+                                 int(np.sum(fossa_bones == i)), broken=(i == broken))
+                      for i, (cy, cx) in enumerate(centres)]
+        # the whole specimen drifts a little across the field along Z (bones stay apart)
+        self.drift = tuple(rng.uniform(-0.06, 0.06, 2) * radius)
         # trabecular noise: a sum of random plane waves (no grid, so any slab gives the same)
-        k = 12
-        spacing = rng.uniform(6.0, 10.0, size=k)
-        direction = rng.normal(size=(k, 3))
-        direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-        self.waves = (2 * np.pi / spacing)[:, None] * direction
-        self.wave_phase = rng.uniform(0, 2 * np.pi, size=k)
-        self.trab_threshold = float(ndtri(1 - preset.trabecular_density)) * np.sqrt(k / 2)
-        # growth plate: a band a few slices thick near the low-Z end, gently undulating
-        self.plate_z = Z * rng.uniform(0.12, 0.2) if preset.growth_plate else None
+        self.trab = _waves(rng, 12, (6.0, 10.0))
+        self.trab_threshold = float(ndtri(1 - p.trabecular_density)) * np.sqrt(12 / 2)
+        # contracted marrow: a coarser field; tissue where it is high, inside a shrunk core
+        self.marrow_waves = _waves(rng, 8, (14.0, 28.0))
+        self.marrow_threshold = float(ndtri(1 - p.marrow_fraction)) * np.sqrt(8 / 2)
         self.plate_half = max(1.0, Z * 0.03)
         # drill hole through the first bone, perpendicular to Z (along X)
         b0 = self.bones[0]
         self.drill = ((Z * rng.uniform(0.45, 0.6), b0.cy + rng.uniform(-0.2, 0.2) * b0.ry,
-                       max(1.5, 0.12 * min(b0.ry, b0.rx))) if preset.drill_hole else None)
+                       max(1.5, 0.12 * min(b0.ry, b0.rx))) if p.drill_hole else None)
         yy, xx = np.mgrid[0:Y, 0:X].astype(np.float32)
         self._yy, self._xx = yy, xx
 
     # ------------------------------------------------------------------ construction
-    def _bone(self, rng, cy, cx, ry, rx, last: bool) -> Bone:
+    def _bone(self, rng, cy, cx, radius, outward, n_fossae: int, broken: bool) -> Bone:
         p = self.preset
         Z = self.shape[0]
+        irr = p.irregularity
+        ry, rx = radius * rng.uniform(1 - irr, 1 + irr), radius * rng.uniform(1 - irr, 1 + irr)
         thickness = p.cortex * min(ry, rx)
         # pores: inside the wall with a margin of one voxel (enclosed by bone)
         r_lo, r_hi = p.pore_radius
         r_cap = max(0.8, (thickness - 2.0) / 2)
         n_pores = rng.poisson(p.pores_per_slice * Z)
-        radii = np.minimum(rng.uniform(r_lo, r_hi, n_pores), r_cap)
         pores = np.column_stack([rng.uniform(0, Z, n_pores), rng.uniform(-np.pi, np.pi, n_pores),
-                                 rng.uniform(0, 1, n_pores), radii, np.zeros(n_pores)])
+                                 rng.uniform(0, 1, n_pores),
+                                 np.minimum(rng.uniform(r_lo, r_hi, n_pores), r_cap)])
         c_lo, c_hi = p.canal_radius
         canals = []
         for _ in range(p.canals):
             z0 = rng.uniform(0, Z * 0.5)
             canals.append([z0, z0 + rng.uniform(0.3, 0.8) * Z, rng.uniform(-np.pi, np.pi),
-                           rng.uniform(0, 1), min(rng.uniform(c_lo, c_hi), r_cap), 0])
+                           rng.uniform(0, 1), min(rng.uniform(c_lo, c_hi), r_cap)])
         volk = [[rng.uniform(0.1, 0.9) * Z, rng.uniform(-np.pi, np.pi),
-                 min(rng.uniform(c_lo, c_hi), r_cap), 0] for _ in range(p.volkmann)]
-        z_end = rng.uniform(0.7, 0.8) * Z if (p.broken_end and last) else np.inf
+                 min(rng.uniform(c_lo, c_hi), r_cap)] for _ in range(p.volkmann)]
+        z_end = rng.uniform(0.7, 0.8) * Z if (p.broken_end and broken) else np.inf
         waves = np.column_stack([rng.uniform(1, 3, 3), rng.uniform(0.05, 0.2, 3),
                                  rng.uniform(0.05, 0.2, 3)])
-        return Bone(cy, cx, ry, rx, tuple(rng.uniform(-0.03, 0.03, 2) * min(ry, rx) * 2),
-                    (rng.uniform(0.03, 0.08), rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)),
+        # fossae face away from the other bones (a single bone: any direction)
+        oy, ox = outward
+        base = np.arctan2(oy / ry, ox / rx) if np.hypot(oy, ox) > 1e-6 else None
+        fossae = []
+        for _ in range(n_fossae):
+            theta = (rng.uniform(-np.pi, np.pi) if base is None
+                     else base + rng.uniform(-0.3, 0.3))
+            z0 = rng.uniform(0.15, 0.6) * Z
+            fossae.append([z0, z0 + rng.uniform(0.15, 0.3) * Z, theta,
+                           rng.uniform(*p.fossa_width), rng.uniform(*p.fossa_ridge),
+                           rng.uniform(0.3, 0.45)])
+        plate = None
+        if p.growth_plate:
+            level = rng.uniform(0.12, 0.2)
+            plate = Z * (level if rng.random() < 0.5 else 1 - level)
+        return Bone(cy, cx, ry, rx,
+                    (rng.uniform(irr / 3, irr), rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)),
                     (rng.uniform(0.3, 1), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.8),
                      rng.uniform(0, 2 * np.pi)),
-                    p.cortex, z_end, waves, pores, np.array(canals).reshape(-1, 6),
-                    np.array(volk).reshape(-1, 4))
+                    p.cortex, z_end, waves, pores, np.array(canals).reshape(-1, 5),
+                    np.array(volk).reshape(-1, 3), np.array(fossae).reshape(-1, 6), plate)
 
     # ------------------------------------------------------------------ per-slice geometry
     def _frame(self, b: Bone, z: float):
@@ -135,29 +168,29 @@ class Anatomy:
         t = z / max(1, Z - 1)
         amp, freq, phase = b.wobble
         scale = 1 + amp * np.sin(2 * np.pi * freq * t + phase)
-        cy, cx = b.cy + b.drift[0] * (t - 0.5), b.cx + b.drift[1] * (t - 0.5)
+        cy, cx = b.cy + self.drift[0] * (t - 0.5), b.cx + self.drift[1] * (t - 0.5)
         # the wall thins towards the bone ends (metaphysis/epiphysis)
         end = min(t, 1 - t) / max(self.preset.trabecular_ends, 1e-6)
         cortex = b.cortex * (0.6 + 0.4 * min(1.0, end))
         return cy, cx, b.ry * scale, b.rx * scale, cortex
 
+    def _factor(self, b: Bone, theta):
+        a2, p2, a3, p3 = b.harmonics
+        return 1 + self.preset.irregularity * (a2 * np.cos(2 * theta + p2)
+                                               + a3 * np.cos(3 * theta + p3)) / (a2 + a3)
+
     def _polar(self, b: Bone, z: float, yy, xx):
         cy, cx, ry, rx, cortex = self._frame(b, z)
         dy, dx = (yy - cy) / ry, (xx - cx) / rx
         theta = np.arctan2(dy, dx)
-        a2, p2, a3, p3 = b.harmonics
-        factor = 1 + self.preset.irregularity * (a2 * np.cos(2 * theta + p2)
-                                                 + a3 * np.cos(3 * theta + p3)) / (a2 + a3)
-        rho = np.sqrt(dy * dy + dx * dx) / factor
+        rho = np.sqrt(dy * dy + dx * dx) / self._factor(b, theta)
         return rho, theta, cortex, (cy, cx, ry, rx)
 
     def _wall_point(self, b: Bone, z: float, theta: float, frac: float, radius: float):
         """(y, x) of a point at angle ``theta``, fraction ``frac`` across the wall, keeping
         ``radius`` + 1 px from both wall surfaces."""
         cy, cx, ry, rx, cortex = self._frame(b, z)
-        a2, p2, a3, p3 = b.harmonics
-        factor = 1 + self.preset.irregularity * (a2 * np.cos(2 * theta + p2)
-                                                 + a3 * np.cos(3 * theta + p3)) / (a2 + a3)
+        factor = self._factor(b, theta)
         r_px = min(ry, rx) * factor
         lo = (1 - cortex) + (radius + 1.0) / r_px
         hi = 1 - (radius + 1.0) / r_px
@@ -165,78 +198,177 @@ class Anatomy:
         return cy + rho * factor * ry * np.sin(theta), cx + rho * factor * rx * np.cos(theta)
 
     def _fracture_z(self, b: Bone, yy, xx):
-        waves = b.break_waves
-        surface = sum(a * np.sin(ky * yy + kx * xx) for a, ky, kx in waves)
-        return b.z_end + surface
+        return b.z_end + sum(a * np.sin(ky * yy + kx * xx) for a, ky, kx in b.break_waves)
+
+    def _ridge(self, b: Bone, z: float, theta) -> np.ndarray | float:
+        """Outward bulge of the envelope (in radii) carrying the fossae, tapered along Z."""
+        bump = 0.0
+        for z0, z1, th, _, height, sigma in b.fossae:
+            half = (z1 - z0) / 2
+            dz = max(0.0, abs(z - (z0 + z1) / 2) - half - 2.0)
+            taper = 0.5 * (1 + np.cos(np.pi * min(1.0, dz / max(half, 1.0))))
+            if taper > 0:
+                d = np.angle(np.exp(1j * (theta - th)))
+                bump = bump + height * taper * np.exp(-(d / sigma) ** 2)
+        return bump
+
+    def _fossa_slots(self, b: Bone, z: float, yy, xx, rho, cortex, grow: float = 0.0):
+        """The fossae's pits at slice ``z``: a radial slot from the outside down to ``MARGIN``
+        px above the cavity; ``grow`` widens it (px, and slices along Z)."""
+        slot = np.zeros(yy.shape, bool)
+        cy, cx, ry, rx, _ = self._frame(b, z)
+        for z0, z1, th, width, _, _ in b.fossae:
+            if not z0 - grow <= z <= z1 + grow:
+                continue
+            uy, ux = np.sin(th) * ry, np.cos(th) * rx
+            norm = np.hypot(uy, ux)
+            uy, ux = uy / norm, ux / norm
+            ahead = (yy - cy) * uy + (xx - cx) * ux > 0
+            perp = np.abs((yy - cy) * ux - (xx - cx) * uy)
+            floor = 1 - cortex + (MARGIN - grow) / min(ry, rx)
+            slot |= ahead & (perp <= width / 2 + grow) & (rho >= floor)
+        return slot
 
     def _trabecular(self, z: float, yy, xx) -> np.ndarray:
-        field = np.zeros(yy.shape, np.float32)
-        for (kz, ky, kx), phase in zip(self.waves, self.wave_phase, strict=True):
-            field += np.cos(kz * z + ky * yy + kx * xx + phase)
-        return field > self.trab_threshold
+        return _field(self.trab, z, yy, xx) > self.trab_threshold
 
-    def slice_codes(self, z: int) -> tuple[np.ndarray, dict]:
-        """Structure codes of slice ``z`` and the derived counts (broken end, between bones)."""
+    def _cavity_codes(self, z, yy, xx, rho, cortex) -> np.ndarray:
+        """Marrow or air in the cavity, by the specimen's state."""
+        kind = self.preset.specimen
+        if kind == "hydrated":
+            return np.full(yy.shape, CODE["marrow"], np.uint8)
+        if kind == "dry":
+            return np.full(yy.shape, CODE["cavity_air"], np.uint8)
+        core = rho < (1 - cortex) * self.preset.marrow_shrink
+        tissue = core & (_field(self.marrow_waves, z, yy, xx) > self.marrow_threshold)
+        return np.where(tissue, CODE["marrow"], CODE["cavity_air"]).astype(np.uint8)
+
+    def _bone_codes(self, b: Bone, z: int, view, yy, xx, opening, notches) -> None:
+        """Paint bone ``b`` of slice ``z`` into ``view`` (a window of the slice's codes)."""
+        p = self.preset
+        t = z / max(1, self.shape[0] - 1)
+        rho, theta, cortex, (_, _, ry, rx) = self._polar(b, z, yy, xx)
+        ridge = self._ridge(b, z, theta)
+        outer = rho <= 1 + ridge
+        notch = self._fossa_slots(b, z, yy, xx, rho, cortex) & outer
+        outer &= ~notch
+        notches |= notch
+        # a ridge's surface moves fast along Z where it tapers: no pores in it
+        unsafe = self._fossa_slots(b, z, yy, xx, rho, cortex, grow=1.5) | (ridge > 0.02)
+        if np.isfinite(b.z_end):
+            fz = self._fracture_z(b, yy, xx)
+            outer &= z <= fz
+            zone = z > fz - FRACTURE_ZONE
+            unsafe |= zone
+        inner = outer & (rho <= 1 - cortex)
+        view[outer & ~inner] = CODE["cortical_bone"]
+        view[inner] = self._cavity_codes(z, yy, xx, rho, cortex)[inner]
+        if min(t, 1 - t) < p.trabecular_ends:
+            view[inner & self._trabecular(z, yy, xx)] = CODE["trabecular_bone"]
+        # cortical pores and canals: only inside the wall, never on its outer surface, nor next
+        # to a fossa or a fracture surface
+        wall = (view == CODE["cortical_bone"]) & ndimage.binary_erosion(outer) & ~unsafe
+        for pz, th, frac, r in b.pores[np.abs(b.pores[:, 0] - z) < b.pores[:, 3]]:
+            py, px = self._wall_point(b, pz, th, frac, r)
+            view[wall & ((yy - py) ** 2 + (xx - px) ** 2 <= r * r - (z - pz) ** 2)] = \
+                CODE["cortical_pore"]
+        for z0, z1, th, frac, r in b.canals:
+            if z0 <= z <= z1:
+                py, px = self._wall_point(b, z, th, frac, r)
+                view[wall & ((yy - py) ** 2 + (xx - px) ** 2 <= r * r)] = CODE["canal"]
+        for vz, th, r in b.volkmann:
+            if (z - vz) ** 2 < r * r:
+                w = np.sqrt(r * r - (z - vz) ** 2)
+                ccy, ccx = self._frame(b, z)[:2]
+                perp = np.abs(-(yy - ccy) * np.cos(th) + (xx - ccx) * np.sin(th))
+                ahead = (yy - ccy) * np.sin(th) + (xx - ccx) * np.cos(th) > 0
+                view[wall & ahead & (perp <= w) & (rho < 1 - 0.35 * cortex)] = CODE["canal"]
+        if b.plate_z is not None:
+            plate = b.plate_z + 1.0 * np.sin(0.15 * yy) * np.cos(0.1 * xx)
+            band = outer & (np.abs(z - plate) <= self.plate_half)
+            view[band] = CODE["growth_plate"]
+            opening |= band
+        if np.isfinite(b.z_end):
+            opening |= zone & inner & (CLASS_OF[view] == 2)
+
+    def _slice(self, z: int) -> tuple[np.ndarray, np.ndarray]:
         Y, X = self.shape[1:]
         p = self.preset
         codes = np.zeros((Y, X), np.uint8)
-        near = np.zeros((Y, X), np.uint8)   # how many bones are within the gap zone
-        broken = 0
-        t = z / max(1, self.shape[0] - 1)
-        at_end = min(t, 1 - t) < p.trabecular_ends
+        opening = np.zeros((Y, X), bool)
+        notches = np.zeros((Y, X), bool)
         for b in self.bones:
             cy, cx, ry, rx, _ = self._frame(b, z)
-            pad = max(ry, rx) * (1 + p.irregularity) + p.gap + 3
+            ridge = b.fossae[:, 4].max() if len(b.fossae) else 0.0
+            pad = max(ry, rx) * (1 + p.irregularity + ridge) + 3
             y0, y1 = max(0, int(cy - pad)), min(Y, int(cy + pad) + 2)
             x0, x1 = max(0, int(cx - pad)), min(X, int(cx + pad) + 2)
-            yy, xx = self._yy[y0:y1, x0:x1], self._xx[y0:y1, x0:x1]
-            rho, theta, cortex, _ = self._polar(b, z, yy, xx)
-            view = codes[y0:y1, x0:x1]
-            near[y0:y1, x0:x1] += rho < 1 + (p.gap + 2) / min(ry, rx)
-            outer = rho <= 1
-            if np.isfinite(b.z_end):
-                alive = z <= self._fracture_z(b, yy, xx)
-                broken_zone = alive & (z > self._fracture_z(b, yy, xx) - 3)
-                outer &= alive
-            inner = outer & (rho <= 1 - cortex)
-            view[outer & ~inner] = 1
-            view[inner] = 3
-            if at_end:
-                view[inner & self._trabecular(z, yy, xx)] = 2
-            # cortical pores and canals: only inside the wall, never on its outer surface
-            wall = (view == 1) & ndimage.binary_erosion(outer)
-            for pz, th, frac, r, _ in b.pores[np.abs(b.pores[:, 0] - z) < b.pores[:, 3]]:
-                py, px = self._wall_point(b, pz, th, frac, r)
-                rr = r * r - (z - pz) ** 2
-                view[wall & ((yy - py) ** 2 + (xx - px) ** 2 <= rr)] = 4
-            for z0, z1, th, frac, r, _ in b.canals:
-                if z0 <= z <= z1:
-                    py, px = self._wall_point(b, z, th, frac, r)
-                    view[wall & ((yy - py) ** 2 + (xx - px) ** 2 <= r * r)] = 5
-            for vz, th, r, _ in b.volkmann:
-                dz2 = (z - vz) ** 2
-                if dz2 < r * r:
-                    w = np.sqrt(r * r - dz2)
-                    ccy, ccx = self._frame(b, z)[:2]
-                    perp = np.abs(-(yy - ccy) * np.cos(th) + (xx - ccx) * np.sin(th))
-                    ahead = (yy - ccy) * np.sin(th) + (xx - ccx) * np.cos(th) > 0
-                    view[wall & ahead & (perp <= w) & (rho < 1 - 0.35 * cortex)] = 5
-            if self.plate_z is not None:
-                plate = self.plate_z + 1.0 * np.sin(0.15 * yy) * np.cos(0.1 * xx)
-                view[outer & (np.abs(z - plate) <= self.plate_half)] = 6
-            if np.isfinite(b.z_end):
-                broken += int(np.count_nonzero(broken_zone & ((view == 1) | (view == 2))))
+            self._bone_codes(b, z, codes[y0:y1, x0:x1], self._yy[y0:y1, x0:x1],
+                             self._xx[y0:y1, x0:x1], opening[y0:y1, x0:x1],
+                             notches[y0:y1, x0:x1])
         if self.drill is not None:
             dz, dy, r = self.drill
-            b = self.bones[0]
             rows = (z - dz) ** 2 + (self._yy[:, 0] - dy) ** 2 <= r * r
             if rows.any():
                 band = np.zeros((Y, X), bool)
                 band[rows] = True
-                rho, _, _, _ = self._polar(b, z, self._yy, self._xx)
-                codes[band & (rho <= 1) & np.isin(codes, (1, 4, 5))] = 7
-        derived = {
-            "broken_end": broken,
-            "between_bones": int(np.count_nonzero((codes == 0) & (near >= 2))),
-        }
-        return codes, derived
+                rho = self._polar(self.bones[0], z, self._yy, self._xx)[0]
+                hole = band & (rho <= 1) & np.isin(codes, [CODE[s] for s in (
+                    "cortical_bone", "cortical_pore", "canal")])
+                codes[hole] = CODE["drill_hole"]
+                opening |= hole
+        codes[notches & (codes == 0)] = CODE["fossa"]
+        if len(self.bones) > 1:
+            codes[_hull(INSIDE[codes]) & (codes == 0)] = CODE["between_bones"]
+        return codes, opening
+
+    def slice_codes(self, z: int) -> np.ndarray:
+        """Structure codes of slice ``z``."""
+        return self._slice(z)[0]
+
+    def openings(self, z: int) -> np.ndarray:
+        """Pore voxels of slice ``z`` where the envelope is open by definition (docs/task.md):
+        a drill hole, the growth plate, and the pores within ``FRACTURE_ZONE`` slices under a
+        fracture surface."""
+        return self._slice(z)[1]
+
+
+def _waves(rng: np.random.Generator, k: int, spacing: tuple[float, float]):
+    """``k`` random plane waves: wave vectors ``(k, 3)`` and phases ``(k,)``."""
+    lengths = rng.uniform(*spacing, size=k)
+    direction = rng.normal(size=(k, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    return (2 * np.pi / lengths)[:, None] * direction, rng.uniform(0, 2 * np.pi, size=k)
+
+
+def _field(waves, z: float, yy, xx) -> np.ndarray:
+    vectors, phases = waves
+    field = np.zeros(yy.shape, np.float32)
+    for (kz, ky, kx), phase in zip(vectors, phases, strict=True):
+        field += np.cos(kz * z + ky * yy + kx * xx + phase)
+    return field
+
+
+def _hull(inside: np.ndarray) -> np.ndarray:
+    """The convex hull of the ``inside`` pixels, filled row by row (exact half-plane test)."""
+    pts = np.argwhere(inside)
+    out = np.zeros(inside.shape, bool)
+    if len(pts) < 3:
+        return out
+    try:
+        hull = ConvexHull(pts.astype(np.float64))
+    except QhullError:  # all on one line
+        return out
+    a, b, c = hull.equations.T          # a*y + b*x + c <= 0 inside
+    rows = np.arange(inside.shape[0], dtype=np.float64)[:, None]
+    rest = -(c[None, :] + a[None, :] * rows)   # b*x <= rest
+    eps = 1e-9
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bound = rest / b[None, :]
+    lo = np.max(np.where(b[None, :] < -eps, bound, -np.inf), axis=1)
+    hi = np.min(np.where(b[None, :] > eps, bound, np.inf), axis=1)
+    flat = np.abs(b) <= eps
+    feasible = np.all(~flat[None, :] | (rest >= -eps), axis=1)
+    xs = np.arange(inside.shape[1], dtype=np.float64)[None, :]
+    out[:] = feasible[:, None] & (xs >= lo[:, None] - eps) & (xs <= hi[:, None] + eps)
+    return out

@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from bone_seg.phantom.anatomy import CLASS_OF, DERIVED, STRUCTURES, Anatomy
+from bone_seg.phantom.anatomy import CLASS_OF, STRUCTURES, Anatomy
 from bone_seg.phantom.imaging import halo, render
 from bone_seg.phantom.presets import Preset
 
@@ -18,19 +18,15 @@ def generate_slabs(
     """Yield ``(z0, image, mask, structure_counts)`` for consecutive slabs of the phantom.
 
     The result does not depend on ``slab_depth``; ``structure_counts`` are voxel counts of the
-    slab per structure (:data:`~bone_seg.phantom.anatomy.STRUCTURES` and ``broken_end``,
-    ``between_bones``).
+    slab per structure (:data:`~bone_seg.phantom.anatomy.STRUCTURES`).
     """
     anatomy = Anatomy(preset, seed)
     depth = preset.shape[0]
     slab_depth = max(1, int(slab_depth))
 
     @lru_cache(maxsize=slab_depth + 2 * halo(anatomy) + 2)
-    def codes_and_derived(z: int):
-        return anatomy.slice_codes(z)
-
     def codes_of(z: int) -> np.ndarray:
-        return codes_and_derived(z)[0]
+        return anatomy.slice_codes(z)
 
     for z0 in range(0, depth, slab_depth):
         z1 = min(depth, z0 + slab_depth)
@@ -38,8 +34,6 @@ def generate_slabs(
         codes = np.stack([codes_of(z) for z in range(z0, z1)])
         counts = dict(zip(STRUCTURES, np.bincount(codes.ravel(), minlength=len(STRUCTURES))
                           .tolist(), strict=True))
-        for name in DERIVED[:2]:
-            counts[name] = sum(codes_and_derived(z)[1][name] for z in range(z0, z1))
         yield z0, image, CLASS_OF[codes], counts
 
 
@@ -53,3 +47,10 @@ def generate(preset: Preset, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
             total[k] = total.get(k, 0) + v
     total["packed_bones"] = preset.n_bones
     return np.concatenate(images), np.concatenate(masks), total
+
+
+def structure_codes(preset: Preset, seed: int) -> np.ndarray:
+    """The structure code of every voxel (:data:`~bone_seg.phantom.anatomy.STRUCTURES`), in
+    memory (small presets, tests and benchmarks only)."""
+    anatomy = Anatomy(preset, seed)
+    return np.stack([anatomy.slice_codes(z) for z in range(preset.shape[0])])

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from bone_seg.phantom.anatomy import Anatomy
+from bone_seg.phantom.anatomy import CODE, STRUCTURES, Anatomy
 
 # 16-bit: the 0..1 scale maps to 1000..51000 (a scanner's raw range, never saturated)
 U16_OFFSET, U16_SCALE = 1000.0, 50000.0
@@ -25,16 +25,27 @@ def halo(anatomy: Anatomy) -> int:
     return int(4.0 * sigma + 0.5) if sigma > 0 else 0
 
 
+def levels(p) -> np.ndarray:
+    """Intensity of each structure code: bone; marrow and cartilage (growth plate) are soft
+    tissue; the cortex's pores and canals hold marrow in a hydrated specimen and air otherwise; a
+    drill hole, the cavity's air and everything outside the bones are air."""
+    pore = p.marrow if p.specimen == "hydrated" else p.air
+    table = {"background": p.air, "cortical_bone": p.bone, "trabecular_bone": p.bone,
+             "marrow": p.marrow, "cavity_air": p.air, "cortical_pore": pore, "canal": pore,
+             "growth_plate": p.marrow, "drill_hole": p.air, "fossa": p.air,
+             "between_bones": p.air}
+    return np.array([table[name] for name in STRUCTURES], np.float32)
+
+
 def ideal(anatomy: Anatomy, z: int, codes: np.ndarray) -> np.ndarray:
     """Noise-free, unblurred intensities (0..1 scale) of slice ``z``."""
+    image = levels(anatomy.preset)[codes]
     p = anatomy.preset
-    levels = np.array([p.air, p.bone, p.bone, p.marrow, p.marrow, p.marrow, p.marrow, p.marrow],
-                      np.float32)
-    image = levels[codes]
     if p.cupping:
         for b in anatomy.bones:
             rho, _, _, _ = anatomy._polar(b, z, anatomy._yy, anatomy._xx)
-            inside = (rho < 1) & ((codes == 1) | (codes == 2))
+            inside = (rho < 1) & ((codes == CODE["cortical_bone"])
+                                  | (codes == CODE["trabecular_bone"]))
             image[inside] *= 1 - p.cupping * (1 - rho[inside] ** 2)
     if p.steps:
         gain, offset = p.steps[min(len(p.steps) - 1, z * len(p.steps) // anatomy.shape[0])]

@@ -11,6 +11,10 @@ from dataclasses import dataclass, field, fields, replace
 
 from bone_seg.errors import BoneSegError
 
+LAYOUTS = ("row", "cluster")
+SPECIMENS = ("hydrated", "dry", "contracted")
+DTYPES = ("uint8", "uint16", "float32")
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -20,21 +24,32 @@ class Preset:
     shape: tuple[int, int, int]
     voxel_size: float                 # µm, recorded for the store
     dtype: str = "uint16"             # uint8 | uint16 | float32
-    n_bones: int = 1                  # long bones packed side by side in the field of view
-    gap: float = 4.0                  # px between neighbouring bones
+    n_bones: int = 1                  # long bones in the field of view
+    layout: str = "row"               # row (side by side along X) | cluster (packed around the
+                                      # centre: a triangle of 3, a square of 4, ...)
+    gap: float = 4.0                  # px of background between neighbouring bones
     fill: float = 0.8                 # fraction of the field the bones span
     cortex: float = 0.22              # cortical thickness / outer radius
-    irregularity: float = 0.08        # amplitude of the cross-section's angular harmonics
+    irregularity: float = 0.08        # amplitude of the cross-section's angular harmonics; also
+                                      # bounds the radius's wobble along Z and the aspect
     pores_per_slice: float = 1.5      # small cortical pores started per slice
-    pore_radius: tuple[float, float] = (1.5, 3.0)
+    pore_radius: tuple[float, float] = (2.5, 4.0)  # several voxels across, as in real scans
     canals: int = 4                   # Haversian canals (along Z) per bone
-    canal_radius: tuple[float, float] = (1.5, 2.5)
+    canal_radius: tuple[float, float] = (2.5, 3.5)
     volkmann: int = 2                 # radial canals per bone
     trabecular_ends: float = 0.25     # fraction of the length at each bone end holding trabeculae
     trabecular_density: float = 0.45  # fraction of the end cavity that is trabecular bone
     growth_plate: bool = False        # mouse-like: an unmineralised band across the bone end
     drill_hole: bool = False          # a cylinder drilled through the cortex
-    broken_end: bool = False          # the last bone ends in an irregular fracture plane
+    broken_end: bool = False          # one bone ends in an irregular fracture surface
+    fossae: int = 0                   # deep pits (fossae) in ridges of the outer surface
+    fossa_width: tuple[float, float] = (3.0, 6.0)   # px across a fossa's mouth
+    fossa_ridge: tuple[float, float] = (0.25, 0.4)  # height of the ridge it sits in (radii)
+    # what fills the voids: hydrated (marrow) | dry (air, like the background) | contracted
+    # (dehydrated marrow shrunk into the core of the cavity, air around and through it)
+    specimen: str = "hydrated"
+    marrow_shrink: float = 0.8        # contracted: the marrow core's radius / the cavity's
+    marrow_fraction: float = 0.6      # contracted: fraction of that core that is tissue
     # imaging (intensities on a 0..1 scale before the bit-depth mapping)
     air: float = 0.08
     marrow: float = 0.22
@@ -45,6 +60,22 @@ class Preset:
     steps: tuple[tuple[float, float], ...] = ()  # (gain, offset) per part of a composite scan
     extra: dict = field(default_factory=dict)
 
+    def check(self) -> Preset:
+        """Refuse values the generator cannot honour; returns the preset."""
+        choices = {"layout": LAYOUTS, "specimen": SPECIMENS, "dtype": DTYPES}
+        for key, valid in choices.items():
+            if getattr(self, key) not in valid:
+                raise BoneSegError(f"{key}={getattr(self, key)!r}: choose one of "
+                                   f"{', '.join(valid)}")
+        if int(self.n_bones) < 1 or self.gap < 0 or not 0 < self.fill <= 1:
+            raise BoneSegError(f"n_bones={self.n_bones}, gap={self.gap}, fill={self.fill}: give "
+                               "n_bones >= 1, gap >= 0 and 0 < fill <= 1")
+        if not 0 < self.marrow_fraction < 1 or not 0 < self.marrow_shrink <= 1:
+            raise BoneSegError(f"marrow_fraction={self.marrow_fraction}, marrow_shrink="
+                               f"{self.marrow_shrink}: give 0 < marrow_fraction < 1 and "
+                               "0 < marrow_shrink <= 1")
+        return self
+
     def with_shape(self, shape) -> Preset:
         """The same preset at another size."""
         shape = tuple(int(s) for s in shape)
@@ -54,30 +85,43 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    # every structure in a tiny volume, for tests
-    "tiny": Preset("tiny", (24, 96, 96), 5.0, n_bones=2, gap=3.0, fill=0.9, cortex=0.3,
+    # every structure in a tiny volume, for tests: three packed bones, a fossa, a drill hole, a
+    # growth plate, a broken end, contracted marrow (both marrow and air in the cavity)
+    "tiny": Preset("tiny", (24, 96, 96), 5.0, n_bones=3, layout="cluster", gap=3.0, fill=0.94,
+                   cortex=0.3, irregularity=0.04, pore_radius=(1.5, 3.0), canal_radius=(1.5, 2.5),
                    pores_per_slice=1.0, canals=3, volkmann=1, growth_plate=True,
-                   drill_hole=True, broken_end=True, trabecular_ends=0.3),
-    # small and thin-walled, growth plate, high contrast (Table 1: mouse femur/tibia)
-    "mouse": Preset("mouse", (48, 160, 160), 5.0, n_bones=2, gap=4.0, cortex=0.25,
-                    growth_plate=True, pores_per_slice=0.6, canals=2),
-    # thick porous cortex, 16-bit
-    "river_otter": Preset("river_otter", (48, 192, 192), 20.0, cortex=0.35,
-                          pores_per_slice=2.5, canals=6, volkmann=3, drill_hole=True),
-    # composite scan: parts along Z with intensity steps, several bones
-    "leopard": Preset("leopard", (48, 192, 192), 40.0, n_bones=3, gap=4.0, cortex=0.3,
-                      pores_per_slice=1.5, canals=4, steps=((1.0, 0.0), (0.85, 0.04),
-                                                            (1.1, -0.02))),
-    # low contrast, noisier, broken end
-    "sea_otter": Preset("sea_otter", (40, 160, 160), 25.0, cortex=0.3, bone=0.5, marrow=0.28,
-                        noise=0.04, broken_end=True, pores_per_slice=1.5, canals=4),
-    # 8-bit scan of a large bone
-    "capybara": Preset("capybara", (40, 176, 176), 35.0, dtype="uint8", cortex=0.28,
-                       pores_per_slice=2.0, canals=5, drill_hole=True),
+                   drill_hole=True, broken_end=True, fossae=1, fossa_width=(3.0, 4.0),
+                   specimen="contracted", trabecular_ends=0.3),
+    # small and thin-walled, growth plates, high contrast; paired humeri and femora packed
+    # together (Table 1 and Figure 5: mouse), a fossa (the intertrochanteric fossa)
+    "mouse": Preset("mouse", (48, 160, 160), 5.0, n_bones=4, layout="cluster", gap=3.0,
+                    fill=0.86, cortex=0.3, irregularity=0.04, growth_plate=True,
+                    pores_per_slice=0.6, canals=2, fossae=1),
+    # a dry museum humerus: thick porous cortex, drill holes, the olecranon fossa, 16-bit
+    "river_otter": Preset("river_otter", (48, 192, 192), 20.0, cortex=0.4, specimen="dry",
+                          pores_per_slice=2.5, canals=6, volkmann=3, drill_hole=True, fossae=1),
+    # composite scan: parts along Z with intensity steps; three dry bones packed
+    "leopard": Preset("leopard", (48, 192, 192), 40.0, n_bones=3, layout="cluster", gap=4.0,
+                      irregularity=0.05, cortex=0.35, specimen="dry", pores_per_slice=1.5,
+                      canals=4, steps=((1.0, 0.0), (0.85, 0.04), (1.1, -0.02))),
+    # low contrast, noisier; two dry bones side by side, one broken, a fossa
+    "sea_otter": Preset("sea_otter", (40, 160, 160), 25.0, n_bones=2, gap=4.0, cortex=0.35,
+                        bone=0.5, marrow=0.28, noise=0.04, specimen="dry", broken_end=True,
+                        pores_per_slice=1.5, canals=4, fossae=1),
+    # 8-bit scan of mixed dry elements packed together, a drill hole, a fossa
+    "capybara": Preset("capybara", (40, 176, 176), 35.0, dtype="uint8", n_bones=3,
+                       layout="cluster", gap=5.0, irregularity=0.06, cortex=0.35, specimen="dry",
+                       pores_per_slice=2.0, canals=5, drill_hole=True, fossae=1),
+    # the paper's hard case alone (Figure 2): four dry bones packed 3 px apart, fossae; the
+    # background between them is as narrow as a cavity and has the cavity's intensity
+    "packed": Preset("packed", (24, 192, 192), 10.0, n_bones=4, layout="cluster", gap=3.0,
+                     fill=0.9, cortex=0.3, irregularity=0.04, specimen="dry",
+                     pores_per_slice=1.0, canals=3, fossae=2),
     # benchmarks: 512 x 1024 x 1024, generated slab by slab
     "large": Preset("large", (512, 1024, 1024), 10.0, n_bones=2, gap=8.0, cortex=0.25,
                     pores_per_slice=6.0, pore_radius=(2.0, 5.0), canals=12,
-                    canal_radius=(2.0, 4.0), volkmann=4, growth_plate=True, drill_hole=True),
+                    canal_radius=(2.0, 4.0), volkmann=4, growth_plate=True, drill_hole=True,
+                    fossae=1),
 }
 
 
@@ -92,4 +136,5 @@ def get_preset(name: str, shape=None, **overrides) -> Preset:
         raise BoneSegError(f"phantom preset fields {bad} are not known; valid: {sorted(known)}")
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     preset = replace(preset, **overrides)
-    return preset.with_shape(shape) if shape is not None else preset.with_shape(preset.shape)
+    preset = preset.with_shape(shape) if shape is not None else preset.with_shape(preset.shape)
+    return preset.check()
