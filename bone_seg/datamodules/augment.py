@@ -12,7 +12,19 @@ The default (the paper's), ``data.augmentation`` in ``conf/data/default.yaml``::
   3D depth stay aligned. Every patch of a tile gets the tile's op (a random crop of a flipped tile
   is a flipped random crop, so it does not matter whether the op comes before or after cropping).
 * ``brightness`` / ``contrast``: with probability ``p``, add / multiply by a value drawn uniformly
-  from ``range``; applied in list order on the normalised patch, then the patch is clipped to the
+  from ``range``.
+* Robustness to imaging a model has not seen (off in the paper's recipe; ``experiment=quick`` and
+  ``easy`` switch them on, see ``benchmarks/README.md`` for what they buy on unseen presets):
+
+  - ``noise``: with probability ``p``, add gaussian noise whose SD (in normalised units) is drawn
+    from ``range``;
+  - ``blur``: with probability ``p``, a gaussian blur in Y and X with sigma (px) drawn from
+    ``range`` (every channel and depth slice alike), as a softer scanner or partial volume;
+  - ``gamma``: with probability ``p``, ``lo + (hi - lo) * ((x - lo) / (hi - lo)) ** gamma`` with the
+    patch's own ``lo``/``hi`` and ``gamma`` drawn from ``range`` (a non-linear intensity response,
+    as MONAI's ``RandAdjustContrast``).
+
+  Intensity ops run in list order on the normalised patch, then the patch is clipped to the
   normalisation's range (:meth:`bone_seg.io.normalize.Normalizer.clip`).
 
 Every draw comes from a generator keyed by tile (geometric) or patch (intensity) that the caller
@@ -26,14 +38,16 @@ from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from bone_seg.errors import BoneSegError
 
 GEOMETRIC = ("hflip", "vflip", "rot90", "none")
-INTENSITY = ("brightness", "contrast")
+INTENSITY = ("brightness", "contrast", "noise", "blur", "gamma")
 OPS = ("geometric", *INTENSITY)
-KEYS = {"geometric": ("op", "p"), "brightness": ("op", "p", "range"),
-        "contrast": ("op", "p", "range")}
+KEYS = {"geometric": ("op", "p"), **{op: ("op", "p", "range") for op in INTENSITY}}
+#: the smallest value each intensity op's range accepts (None: any number)
+RANGE_MIN = {"brightness": None, "contrast": None, "noise": 0.0, "blur": 0.0, "gamma": 1e-3}
 #: The paper's pipeline (also in conf/data/default.yaml).
 DEFAULT_PIPELINE = (
     {"op": "geometric", "p": {"hflip": 0.166, "vflip": 0.166, "rot90": 0.5, "none": 0.168}},
@@ -85,6 +99,9 @@ def check_pipeline(pipeline: Sequence[Mapping] | None) -> list[dict]:
             if (isinstance(rng, str | Mapping) or not isinstance(rng, Sequence) or len(rng) != 2
                     or not all(_number(v) for v in rng) or rng[0] > rng[1]):
                 raise BoneSegError(f"{where}.range={rng!r}: give [low, high] with low <= high")
+            least = RANGE_MIN[op]
+            if least is not None and rng[0] < least:
+                raise BoneSegError(f"{where}.range={list(rng)!r}: {op} needs values >= {least:g}")
             step["p"], step["range"] = float(p), [float(rng[0]), float(rng[1])]
         out.append(step)
     return out
@@ -131,25 +148,41 @@ def apply_geometric(arr: np.ndarray, op: GeometricOp) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-def draw_intensity(pipeline: list[dict], rng: np.random.Generator) -> list[tuple[str, float]]:
-    """The intensity ops a patch gets, in order: ``[(op, value), ...]``."""
+IntensityOp = tuple[str, float, int]  # (op, value, seed of its noise)
+
+
+def draw_intensity(pipeline: list[dict], rng: np.random.Generator) -> list[IntensityOp]:
+    """The intensity ops a patch gets, in order: ``[(op, value, noise seed), ...]``."""
     ops = []
     for step in pipeline:
         if step["op"] in INTENSITY:
             apply, value = rng.random() < step["p"], rng.uniform(*step["range"])  # both drawn
+            seed = int(rng.integers(2**63)) if step["op"] == "noise" else 0  # always drawn
             if apply:
-                ops.append((step["op"], float(value)))
+                ops.append((step["op"], float(value), seed))
     return ops
 
 
-def apply_intensity(ops: list[tuple[str, float]], image: np.ndarray,
+def apply_intensity(ops: list[IntensityOp], image: np.ndarray,
                     clip: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-    """Apply drawn intensity ops to a normalised float32 patch in place, then ``clip`` it."""
+    """Apply drawn intensity ops to a normalised float32 patch ``(C, [D,] Y, X)``, then
+    ``clip`` it."""
     if not ops:
         return image
-    for op, value in ops:
+    for op, value, seed in ops:
         if op == "brightness":
             image += np.float32(value)
-        else:
+        elif op == "contrast":
             image *= np.float32(value)
+        elif op == "noise":
+            noise = np.random.default_rng(seed).standard_normal(image.shape, dtype=np.float32)
+            image += noise * np.float32(value)
+        elif op == "blur":
+            sigma = (0.0,) * (image.ndim - 2) + (value, value)
+            image = gaussian_filter(image, sigma, mode="reflect", truncate=3.0)
+        else:  # gamma
+            lo, hi = float(image.min()), float(image.max())
+            if hi > lo:
+                image = ((image - lo) / (hi - lo)) ** np.float32(value) * (hi - lo) + lo
+                image = image.astype(np.float32, copy=False)
     return clip(image)
