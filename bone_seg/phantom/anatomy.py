@@ -51,6 +51,9 @@ INSIDE = np.array([c not in (0, 9, 10) for c in range(len(STRUCTURES))])
 #: slices under a fracture surface whose pores count as the broken end's opening
 FRACTURE_ZONE = 3.0
 MARGIN = 2.0  # px of bone kept between a fossa's floor and the cavity
+# the outer surface moves by at most this many px from one slice to the next (radius wobble, and
+# drift, each), so a pore kept one voxel inside a slice's surface is inside its neighbours' too
+MAX_SHIFT = 0.25
 
 
 @dataclass
@@ -61,7 +64,7 @@ class Bone:
     cx: float
     ry: float
     rx: float
-    wobble: tuple[float, float, float]      # amplitude, frequency, phase of the radius along Z
+    wobble: tuple[float, float, float]      # amplitude, wavelength (slices), phase of the radius
     harmonics: tuple[float, float, float, float]  # a2, phase2, a3, phase3
     cortex: float
     z_end: float                            # mean fracture level (inf: no fracture)
@@ -98,8 +101,9 @@ class Anatomy:
         self.bones = [self._bone(rng, cy, cx, radius, (cy, cx) - middle,
                                  int(np.sum(fossa_bones == i)), broken=(i == broken))
                       for i, (cy, cx) in enumerate(centres)]
-        # the whole specimen drifts a little across the field along Z (bones stay apart)
-        self.drift = tuple(rng.uniform(-0.06, 0.06, 2) * radius)
+        # the whole specimen drifts a little across the field along Z (bones stay apart), by at
+        # most MAX_SHIFT px a slice
+        self.drift = tuple(rng.uniform(-1, 1, 2) * min(0.06 * radius, MAX_SHIFT * max(1, Z - 1)))
         # trabecular noise: a sum of random plane waves (no grid, so any slab gives the same)
         self.trab = _waves(rng, 12, (6.0, 10.0))
         self.trab_threshold = float(ndtri(1 - p.trabecular_density)) * np.sqrt(12 / 2)
@@ -155,19 +159,27 @@ class Anatomy:
             level = rng.uniform(0.12, 0.2)
             plate = Z * (level if rng.random() < 0.5 else 1 - level)
         return Bone(cy, cx, ry, rx,
-                    (rng.uniform(irr / 3, irr), rng.uniform(0.5, 1.5), rng.uniform(0, 2 * np.pi)),
+                    self._wobble(rng, radius),
                     (rng.uniform(0.3, 1), rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.8),
                      rng.uniform(0, 2 * np.pi)),
                     p.cortex, z_end, waves, pores, np.array(canals).reshape(-1, 5),
                     np.array(volk).reshape(-1, 3), np.array(fossae).reshape(-1, 6), plate)
+
+    def _wobble(self, rng, radius: float) -> tuple[float, float, float]:
+        """Amplitude, wavelength and phase of a bone's radius along Z: 0.5-1.5 cycles over the
+        scan, but never changing faster than ``MAX_SHIFT`` px a slice."""
+        irr, Z = self.preset.irregularity, self.shape[0]
+        amp = rng.uniform(irr / 3, irr)
+        wavelength = max(Z / rng.uniform(0.5, 1.5), 2 * np.pi * amp * radius * 1.1 / MAX_SHIFT)
+        return amp, wavelength, rng.uniform(0, 2 * np.pi)
 
     # ------------------------------------------------------------------ per-slice geometry
     def _frame(self, b: Bone, z: float):
         """Centre, radii and relative wall thickness of bone ``b`` at slice ``z``."""
         Z = self.shape[0]
         t = z / max(1, Z - 1)
-        amp, freq, phase = b.wobble
-        scale = 1 + amp * np.sin(2 * np.pi * freq * t + phase)
+        amp, wavelength, phase = b.wobble
+        scale = 1 + amp * np.sin(2 * np.pi * z / wavelength + phase)
         cy, cx = b.cy + self.drift[0] * (t - 0.5), b.cx + self.drift[1] * (t - 0.5)
         # the wall thins towards the bone ends (metaphysis/epiphysis)
         end = min(t, 1 - t) / max(self.preset.trabecular_ends, 1e-6)

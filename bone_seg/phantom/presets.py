@@ -112,11 +112,12 @@ PRESETS: dict[str, Preset] = {
     "capybara": Preset("capybara", (40, 176, 176), 35.0, dtype="uint8", n_bones=3,
                        layout="cluster", gap=5.0, irregularity=0.06, cortex=0.35, specimen="dry",
                        pores_per_slice=2.0, canals=5, drill_hole=True, fossae=1),
-    # the paper's hard case alone (Figure 2): four dry bones packed 3 px apart, fossae; the
-    # background between them is as narrow as a cavity and has the cavity's intensity
-    "packed": Preset("packed", (24, 192, 192), 10.0, n_bones=4, layout="cluster", gap=3.0,
-                     fill=0.9, cortex=0.3, irregularity=0.04, specimen="dry",
-                     pores_per_slice=1.0, canals=3, fossae=2),
+    # the paper's hard case alone (Figure 2): four large dry bones packed 3 px apart, thin walls
+    # round cavities wider than a small patch; the background between the bones is as narrow as
+    # a cavity and has the cavity's intensity (benchmarks/receptive_field.py)
+    "packed": Preset("packed", (16, 384, 384), 10.0, n_bones=4, layout="cluster", gap=3.0,
+                     fill=0.92, cortex=0.2, irregularity=0.04, specimen="dry",
+                     pores_per_slice=2.0, canals=6, fossae=2, trabecular_ends=0.1),
     # benchmarks: 512 x 1024 x 1024, generated slab by slab
     "large": Preset("large", (512, 1024, 1024), 10.0, n_bones=2, gap=8.0, cortex=0.25,
                     pores_per_slice=6.0, pore_radius=(2.0, 5.0), canals=12,
