@@ -38,7 +38,7 @@ class Preset:
     canal_radius: tuple[float, float] = (2.5, 3.5)
     volkmann: int = 2                 # radial canals per bone
     trabecular_ends: float = 0.25     # fraction of the length at each bone end holding trabeculae
-    trabecular_density: float = 0.45  # fraction of the end cavity that is trabecular bone
+    trabecular_density: float = 0.5   # fraction of the end cavity that is trabecular bone
     growth_plate: bool = False        # mouse-like: an unmineralised band across the bone end
     drill_hole: bool = False          # a cylinder drilled through the cortex
     broken_end: bool = False          # one bone ends in an irregular fracture surface
@@ -95,29 +95,30 @@ PRESETS: dict[str, Preset] = {
     # small and thin-walled, growth plates, high contrast; paired humeri and femora packed
     # together (Table 1 and Figure 5: mouse), a fossa (the intertrochanteric fossa)
     "mouse": Preset("mouse", (48, 160, 160), 5.0, n_bones=4, layout="cluster", gap=3.0,
-                    fill=0.86, cortex=0.3, irregularity=0.04, growth_plate=True,
+                    fill=0.86, cortex=0.35, irregularity=0.04, growth_plate=True,
                     pores_per_slice=0.6, canals=2, fossae=1),
     # a dry museum humerus: thick porous cortex, drill holes, the olecranon fossa, 16-bit
-    "river_otter": Preset("river_otter", (48, 192, 192), 20.0, cortex=0.4, specimen="dry",
+    "river_otter": Preset("river_otter", (48, 192, 192), 20.0, cortex=0.45, specimen="dry",
                           pores_per_slice=2.5, canals=6, volkmann=3, drill_hole=True, fossae=1),
     # composite scan: parts along Z with intensity steps; three dry bones packed
     "leopard": Preset("leopard", (48, 192, 192), 40.0, n_bones=3, layout="cluster", gap=4.0,
-                      irregularity=0.05, cortex=0.35, specimen="dry", pores_per_slice=1.5,
+                      irregularity=0.05, cortex=0.4, specimen="dry", pores_per_slice=1.5,
                       canals=4, steps=((1.0, 0.0), (0.85, 0.04), (1.1, -0.02))),
     # low contrast, noisier; two dry bones side by side, one broken, a fossa
-    "sea_otter": Preset("sea_otter", (40, 160, 160), 25.0, n_bones=2, gap=4.0, cortex=0.35,
+    "sea_otter": Preset("sea_otter", (40, 160, 160), 25.0, n_bones=2, gap=4.0, cortex=0.4,
                         bone=0.5, marrow=0.28, noise=0.04, specimen="dry", broken_end=True,
                         pores_per_slice=1.5, canals=4, fossae=1),
     # 8-bit scan of mixed dry elements packed together, a drill hole, a fossa
     "capybara": Preset("capybara", (40, 176, 176), 35.0, dtype="uint8", n_bones=3,
-                       layout="cluster", gap=5.0, irregularity=0.06, cortex=0.35, specimen="dry",
+                       layout="cluster", gap=5.0, irregularity=0.06, cortex=0.4, specimen="dry",
                        pores_per_slice=2.0, canals=5, drill_hole=True, fossae=1),
     # the paper's hard case alone (Figure 2): four large dry bones packed 3 px apart, thin walls
     # round cavities wider than a small patch; the background between the bones is as narrow as
     # a cavity and has the cavity's intensity (benchmarks/receptive_field.py)
     "packed": Preset("packed", (16, 384, 384), 10.0, n_bones=4, layout="cluster", gap=3.0,
                      fill=0.92, cortex=0.2, irregularity=0.04, specimen="dry",
-                     pores_per_slice=2.0, canals=6, fossae=2, trabecular_ends=0.1),
+                     pores_per_slice=2.0, canals=6, fossae=2, trabecular_ends=0.1,
+                     trabecular_density=0.45),
     # benchmarks: 512 x 1024 x 1024, generated slab by slab
     "large": Preset("large", (512, 1024, 1024), 10.0, n_bones=2, gap=8.0, cortex=0.25,
                     pores_per_slice=6.0, pore_radius=(2.0, 5.0), canals=12,
