@@ -5,8 +5,10 @@ closely-packed bones as medullary pores". This script fits the same 2D model on 
 preset (four dry bones 3 px apart: the background between them is as narrow as a cavity and has the
 cavity's intensity, see docs/task.md) with patches of 64, 128 and 192 px, and scores each on
 held-out scans of the same preset: per-class IoU, and the fraction of the between-bones background
-(the phantom's ``between_bones`` structure) predicted as pores. The baseline is the smallest patch,
-fitted in the same run.
+(the phantom's ``between_bones`` structure) predicted as pores. It also reports the
+opposite error, the medullary cavity predicted as background (a window inside a dry cavity sees
+only air: "the model may miss the full bone profile"). The baseline is the smallest patch, fitted
+in the same run.
 
 Every fit sees the same number of pixels per batch and the same number of steps (more patches per
 tile and larger batches for smaller patches), so the patch size is the only thing that changes.
@@ -50,27 +52,59 @@ def _fit(root: Path, store: Path, size: int, epochs: int, arch: str) -> Path:
     return runs[-1].parent
 
 
-def _between_bones_as_pores(run: Path, phantoms: Path) -> tuple[float, float]:
-    """Fraction of the test scans' between-bones background predicted as pores, and as
-    anything but background."""
+def _confusions(run: Path, phantoms: Path) -> dict[str, float]:
+    """Over the test scans: the fractions of the between-bones background predicted as pores and
+    as anything but background, and of the medullary cavity predicted as background."""
     import zarr
 
     from bone_seg.phantom import get_preset, structure_codes
     from bone_seg.phantom.anatomy import CODE
 
-    as_pores = not_background = total = 0
+    counts = dict.fromkeys(("between", "between_pores", "between_wrong", "cavity",
+                            "cavity_background"), 0)
     for record in json.loads((run / "test_scores.json").read_text()):
         meta = json.loads((phantoms / record["scan"] / "phantom.json").read_text())
         fields = {k: v for k, v in meta["params"].items() if k not in ("name", "shape")}
-        preset = get_preset(meta["preset"], meta["shape"], **fields)
-        codes = structure_codes(preset, meta["seed"])
+        codes = structure_codes(get_preset(meta["preset"], meta["shape"], **fields), meta["seed"])
         labels = np.asarray(zarr.open_array(run / "test_predictions" / f"{record['scan']}.zarr"
                                             / "labels", mode="r")[:])
         between = codes == CODE["between_bones"]
-        total += int(between.sum())
-        as_pores += int((labels[between] == 2).sum())
-        not_background += int((labels[between] != 0).sum())
-    return as_pores / total, not_background / total
+        cavity = np.isin(codes, [CODE["marrow"], CODE["cavity_air"]])
+        counts["between"] += int(between.sum())
+        counts["between_pores"] += int((labels[between] == 2).sum())
+        counts["between_wrong"] += int((labels[between] != 0).sum())
+        counts["cavity"] += int(cavity.sum())
+        counts["cavity_background"] += int((labels[cavity] == 0).sum())
+    return {"between_pores": counts["between_pores"] / counts["between"],
+            "between_wrong": counts["between_wrong"] / counts["between"],
+            "cavity_background": counts["cavity_background"] / counts["cavity"]}
+
+
+def _picture(runs: list[tuple[int, Path]], store: Path, out: Path) -> None:
+    """The middle slice of the first test scan: image, reference and each patch size's labels."""
+    import matplotlib
+    import zarr
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scan = json.loads((runs[0][1] / "test_scores.json").read_text())[-1]["scan"]
+    group = zarr.open_group(store / "scans" / scan, mode="r")
+    z = group["image"].shape[0] // 2
+    panels = [("image", np.asarray(group["image"][z]), "gray"),
+              ("reference", np.asarray(group["mask"][z]), "viridis")]
+    for size, run in runs:
+        labels = zarr.open_array(run / "test_predictions" / f"{scan}.zarr" / "labels", mode="r")
+        panels.append((f"{size}-px patches", np.asarray(labels[z]), "viridis"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
+    for ax, (title, data, cmap) in zip(axes, panels, strict=True):
+        ax.imshow(data, cmap=cmap, **({} if cmap == "gray" else {"vmin": 0, "vmax": 2}))
+        ax.set_title(f"{scan} z={z}: {title}" if title == "image" else title)
+        ax.axis("off")
+    fig.suptitle("0 background (purple), 1 bone (green), 2 pores (yellow)")
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -85,6 +119,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 192],
                         choices=sorted(PLAN))
     parser.add_argument("--arch", default="unet", help="a conf/model/net config")
+    parser.add_argument("--runs", nargs="+", type=Path,
+                        help="score these finished runs (one per size, in --sizes order) "
+                             "instead of fitting")
     args = parser.parse_args()
     root = Path(args.root)
     phantoms = root / "phantoms"
@@ -94,27 +131,32 @@ def main() -> None:
     store = root / "store"
     if not (store / "manifest.json").exists():
         import_scans(store, discover_scans(phantoms), ImportOptions(), workers=2)
-    rows = []
+    rows, runs = [], []
     for size in args.sizes:
         t0 = time.perf_counter()
-        run = _fit(root, store, size, args.epochs, args.arch)
+        run = args.runs[len(rows)] if args.runs else _fit(root, store, size, args.epochs,
+                                                          args.arch)
+        runs.append(run)
         records = json.loads((run / "test_scores.json").read_text())
         iou = {c: float(np.mean([r["iou"][c] for r in records]))
                for c in ("background", "bone", "pores")}
-        pores, wrong = _between_bones_as_pores(run, phantoms)
-        rows.append((size, float(np.mean([r["miou"] for r in records])), iou, pores, wrong,
-                     time.perf_counter() - t0))
+        rows.append((size, float(np.mean([r["miou"] for r in records])), iou,
+                     _confusions(run, phantoms), time.perf_counter() - t0))
         print(f"patch {size}: done in {rows[-1][-1]:.0f} s ({run})", flush=True)
+    picture = root / "receptive_field.png"
+    _picture(list(zip(args.sizes, runs, strict=True)), store, picture)
     base = rows[0]
     print(f"\n{args.arch}, 2D, {args.epochs} epochs, {TRAIN_SCANS - 1} train / 1 val / "
           f"{TEST_SCANS} test scans of the packed preset\n")
     print("| patch px | mIoU | IoU background | IoU bone | IoU pores | between-bones background "
-          "→ pores | → not background | fit + test s | mIoU vs smallest |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for size, miou, iou, pores, wrong, seconds in rows:
+          "→ pores | → not background | cavity → background | fit + test s | mIoU vs smallest |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for size, miou, iou, wrong, seconds in rows:
         print(f"| {size} | {miou:.4f} | {iou['background']:.4f} | {iou['bone']:.4f} | "
-              f"{iou['pores']:.4f} | {100 * pores:.2f} % | {100 * wrong:.2f} % | {seconds:.0f} | "
-              f"{miou - base[1]:+.4f} |")
+              f"{iou['pores']:.4f} | {100 * wrong['between_pores']:.2f} % | "
+              f"{100 * wrong['between_wrong']:.2f} % | {100 * wrong['cavity_background']:.2f} % | "
+              f"{seconds:.0f} | {miou - base[1]:+.4f} |")
+    print(f"\nthe middle slice of a test scan, per patch size: {picture}")
 
 
 if __name__ == "__main__":
