@@ -61,7 +61,7 @@ def _confusions(run: Path, phantoms: Path) -> dict[str, float]:
     from bone_seg.phantom.anatomy import CODE
 
     counts = dict.fromkeys(("between", "between_pores", "between_wrong", "cavity",
-                            "cavity_background"), 0)
+                            "cavity_background", "fossa", "fossa_pores"), 0)
     for record in json.loads((run / "test_scores.json").read_text()):
         meta = json.loads((phantoms / record["scan"] / "phantom.json").read_text())
         fields = {k: v for k, v in meta["params"].items() if k not in ("name", "shape")}
@@ -75,9 +75,13 @@ def _confusions(run: Path, phantoms: Path) -> dict[str, float]:
         counts["between_wrong"] += int((labels[between] != 0).sum())
         counts["cavity"] += int(cavity.sum())
         counts["cavity_background"] += int((labels[cavity] == 0).sum())
+        fossa = codes == CODE["fossa"]
+        counts["fossa"] += int(fossa.sum())
+        counts["fossa_pores"] += int((labels[fossa] == 2).sum())
     return {"between_pores": counts["between_pores"] / counts["between"],
             "between_wrong": counts["between_wrong"] / counts["between"],
-            "cavity_background": counts["cavity_background"] / counts["cavity"]}
+            "cavity_background": counts["cavity_background"] / counts["cavity"],
+            "fossa_pores": counts["fossa_pores"] / max(1, counts["fossa"])}
 
 
 def _picture(runs: list[tuple[int, Path]], store: Path, out: Path) -> None:
@@ -149,12 +153,14 @@ def main() -> None:
     print(f"\n{args.arch}, 2D, {args.epochs} epochs, {TRAIN_SCANS - 1} train / 1 val / "
           f"{TEST_SCANS} test scans of the packed preset\n")
     print("| patch px | mIoU | IoU background | IoU bone | IoU pores | between-bones background "
-          "→ pores | → not background | cavity → background | fit + test s | mIoU vs smallest |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "→ pores | → not background | cavity → background | fossa → pores | fit + test s | "
+          "mIoU vs smallest |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size, miou, iou, wrong, seconds in rows:
         print(f"| {size} | {miou:.4f} | {iou['background']:.4f} | {iou['bone']:.4f} | "
               f"{iou['pores']:.4f} | {100 * wrong['between_pores']:.2f} % | "
               f"{100 * wrong['between_wrong']:.2f} % | {100 * wrong['cavity_background']:.2f} % | "
+              f"{100 * wrong['fossa_pores']:.1f} % | "
               f"{seconds:.0f} | {miou - base[1]:+.4f} |")
     print(f"\nthe middle slice of a test scan, per patch size: {picture}")
 
