@@ -78,7 +78,8 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(args.root)
     _run(["bone-phantom", f"paths.root={root}"])
-    _run(["bone-import", f"paths.root={root}", f"scan_dir={root / 'data' / 'phantoms'}"])
+    if not (root / "data" / "store" / "manifest.json").exists():
+        _run(["bone-import", f"paths.root={root}", f"scan_dir={root / 'data' / 'phantoms'}"])
     unseen = root / "unseen"
     make_phantom_set(unseen / "phantoms", UNSEEN, workers=2)
     if not (unseen / "store" / "manifest.json").exists():
