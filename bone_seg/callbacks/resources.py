@@ -40,11 +40,10 @@ import torch
 from bone_seg.monitoring.resources import (
     MemoryMetric,
     ResourceMonitor,
-    format_summary,
     getrusage_peak_bytes,
-    merge_node_summaries,
     torch_cuda_peaks,
 )
+from bone_seg.monitoring.summary import format_summary, merge_node_summaries
 
 BYTES_PER_GB = 1024**3
 

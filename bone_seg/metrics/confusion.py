@@ -8,14 +8,13 @@ device, the slab depth or the number of threads.
 
 from __future__ import annotations
 
-import logging
 import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from bone_seg.devices import resolve_device
 from bone_seg.errors import BoneSegError
 from bone_seg.metrics.counting import (
     BLOCK,
@@ -26,41 +25,7 @@ from bone_seg.metrics.counting import (
 )
 from bone_seg.metrics.reading import choose_slab_depth, iter_slab_pairs, open_labels
 
-log = logging.getLogger(__name__)
-
 ROLES = ("reference", "prediction")
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """The device to count on: ``cpu`` (NumPy kernel) or a torch device such as ``cuda:0``.
-
-    ``auto`` (or ``None``) picks the first CUDA GPU when present, else the CPU. A CUDA device asked
-    for on a machine without one falls back to the CPU with a warning (the result is the same).
-
-    Raises:
-        BoneSegError: ``device`` is not a device name torch knows.
-    """
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(str(device))
-    except (RuntimeError, TypeError) as err:
-        raise BoneSegError(
-            f"device={device!r} is not a device name; use auto, cpu or cuda (cuda:1, ...)"
-        ) from err
-    if dev.type == "cpu":
-        return "cpu"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            log.warning("device=%s asked for but no CUDA GPU is available: counting on the CPU",
-                        device)
-            return "cpu"
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BoneSegError(
-                f"device={device} does not exist: this machine has {torch.cuda.device_count()} "
-                "CUDA GPU(s), cuda:0 first; use auto, cpu or an existing cuda:N"
-            )
-    return str(dev)
 
 
 def default_workers() -> int:
@@ -143,7 +108,8 @@ def confusion_matrix(
         prediction: the predicted labels, in any of the same forms.
         num_classes: C; every label of both volumes must be in ``0..C-1``.
         slab_depth: slices read per slab (default: whole Zarr shards, about 32 MiB per volume).
-        device: ``auto`` (a CUDA GPU when present, else the CPU), ``cpu`` or ``cuda[:N]``.
+        device: ``auto`` (a CUDA GPU when present, else the CPU), ``cpu`` or ``cuda[:N]``
+            (:mod:`bone_seg.devices`; a list counts on its first device).
         workers: counting threads on the CPU (default: the cores available).
         progress: show a progress bar over slices (silent when not a terminal).
 
@@ -169,7 +135,7 @@ def confusion_matrix(
         slab_depth < 1
     ):
         raise BoneSegError(f"slab_depth={slab_depth!r} must be a whole number ≥ 1 (or null)")
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     workers = default_workers() if workers is None else max(1, int(workers))
     total = np.zeros((num_classes, num_classes), np.int64)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="iou-count") if (

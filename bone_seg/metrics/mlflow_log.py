@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bone_seg import records
 from bone_seg.errors import BoneSegError
 
 
@@ -38,7 +39,7 @@ def _metric_name(name: str) -> str:
 def score_metrics(scores: dict, prefix: str = "") -> dict[str, float]:
     """The MLflow metrics of a scores dict (NaN scores of absent classes left out)."""
     out = {}
-    for key, name in (("mean_iou", "miou"), ("mean_dice", "mdice")):
+    for key, name in records.MEAN_METRICS.items():
         if not math.isnan(scores[key]):
             out[f"{prefix}{name}"] = scores[key]
     for c in scores["classes"]:
@@ -110,7 +111,7 @@ def log_scores(
         if new_run:
             run = client.create_run(
                 _experiment_id(client, experiment_name, tracking_uri), run_name=run_name,
-                tags={"bone_seg.app": "iou"},
+                tags={records.APP_TAG: "iou"},
             )
             run_id = run.info.run_id
         else:

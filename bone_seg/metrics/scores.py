@@ -26,7 +26,7 @@ import numpy as np
 from bone_seg.errors import BoneSegError
 
 
-def default_class_names(num_classes: int) -> list[str]:
+def _generic_names(num_classes: int) -> list[str]:
     """``class_0``, ``class_1``, ... for masks whose classes have no names."""
     return [f"class_{i}" for i in range(num_classes)]
 
@@ -38,7 +38,7 @@ def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> li
         BoneSegError: the count of names differs from ``num_classes`` or a name repeats.
     """
     if class_names is None:
-        return default_class_names(num_classes)
+        return _generic_names(num_classes)
     names = [str(n) for n in class_names]
     if len(names) != num_classes:
         raise BoneSegError(

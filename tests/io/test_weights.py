@@ -14,19 +14,16 @@ import pytest
 import torch
 
 from bone_seg.errors import BoneSegError
-from bone_seg.io.weights import (
-    BONE_ARCH_NAMES,
+from bone_seg.networks.registry import BONE_ARCH_NAMES
+from bone_seg.weights.bone import (
     BONE_METADATA_KEYS,
-    FORMAT_VERSION,
-    WeightsMeta,
     bone_metadata,
-    load_any_weights,
     load_bone_weights,
-    load_weights,
     save_bone_weights,
-    save_weights,
-    weights_format,
 )
+from bone_seg.weights.detect import load_any_weights, weights_format
+from bone_seg.weights.meta import FORMAT_VERSION, WeightsMeta
+from bone_seg.weights.safetensors_file import load_weights, save_weights
 
 
 def make_meta(**overrides) -> WeightsMeta:

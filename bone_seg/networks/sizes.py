@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bone_seg.errors import BoneSegError
-from bone_seg.modules import factory
+from bone_seg.networks import factory
 
 SEARCH_STEPS = 8
 
