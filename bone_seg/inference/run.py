@@ -56,11 +56,8 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
         store_path: the dataset store for scan ids.
         settings: how to predict (default: :class:`PredictSettings`'s defaults).
 
-    Returns:
-        The report (also written to ``<out>/report.json``, see :mod:`bone_seg.inference.report`).
-
-    Raises:
-        BoneSegError: bad weights, scan, settings or output.
+    Returns the report (also written to ``<out>/report.json``, :mod:`bone_seg.inference.report`);
+    raises :class:`BoneSegError` on bad weights, scan, settings or output.
     """
     t0 = time.perf_counter()
     s = settings or PredictSettings()

@@ -121,32 +121,18 @@ def confusion_matrix(
             negative) in either volume; the message names the volume, the value and the fix.
     """
     num_classes = check_num_classes(num_classes)
-    volumes = (open_labels(reference, "reference"), open_labels(prediction, "prediction"))
-    ref, pred = volumes
-    if tuple(ref.shape) != tuple(pred.shape):
-        raise BoneSegError(
-            f"reference {ref.path} has shape {tuple(ref.shape)} (Z, Y, X) but prediction "
-            f"{pred.path} has shape {tuple(pred.shape)}; both must cover the same voxels — check "
-            "that the prediction was made from this reference's scan (same crop and slice range)"
-        )
-    if slab_depth is None:
-        slab_depth = choose_slab_depth(ref, pred)
-    elif isinstance(slab_depth, bool) or not isinstance(slab_depth, (int, np.integer)) or (
-        slab_depth < 1
-    ):
-        raise BoneSegError(f"slab_depth={slab_depth!r} must be a whole number ≥ 1 (or null)")
+    volumes = _open_pair(reference, prediction)
+    slab_depth = _slab_depth(slab_depth, *volumes)
     dev = str(resolve_device(device))
     workers = default_workers() if workers is None else max(1, int(workers))
     total = np.zeros((num_classes, num_classes), np.int64)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="iou-count") if (
         dev == "cpu" and workers > 1
     ) else None
-    bar = tqdm(
-        total=ref.shape[0], unit="slice", desc="IoU", disable=None if progress else True,
-        leave=False,
-    )
+    bar = tqdm(total=volumes[0].shape[0], unit="slice", desc="IoU",
+               disable=None if progress else True, leave=False)
     try:
-        for z0, z1, r, p in iter_slab_pairs(ref, pred, int(slab_depth)):
+        for z0, z1, r, p in iter_slab_pairs(*volumes, slab_depth):
             try:
                 if dev == "cpu":
                     total += _count_slab(r, p, num_classes, pool, workers)
@@ -160,4 +146,27 @@ def confusion_matrix(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return total
+
+
+def _open_pair(reference, prediction) -> tuple:
+    """Both label volumes, refused unless they cover the same voxels."""
+    ref, pred = open_labels(reference, "reference"), open_labels(prediction, "prediction")
+    if tuple(ref.shape) != tuple(pred.shape):
+        raise BoneSegError(
+            f"reference {ref.path} has shape {tuple(ref.shape)} (Z, Y, X) but prediction "
+            f"{pred.path} has shape {tuple(pred.shape)}; both must cover the same voxels — check "
+            "that the prediction was made from this reference's scan (same crop and slice range)"
+        )
+    return ref, pred
+
+
+def _slab_depth(slab_depth, ref, pred) -> int:
+    """The slices per slab asked for, or whole Zarr shards of about 32 MiB per volume."""
+    if slab_depth is None:
+        return choose_slab_depth(ref, pred)
+    if isinstance(slab_depth, bool) or not isinstance(slab_depth, (int, np.integer)) or (
+        slab_depth < 1
+    ):
+        raise BoneSegError(f"slab_depth={slab_depth!r} must be a whole number ≥ 1 (or null)")
+    return int(slab_depth)
 

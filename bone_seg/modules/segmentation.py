@@ -39,6 +39,7 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
+from bone_seg import records
 from bone_seg.classes import default_class_names
 from bone_seg.errors import BoneSegError
 from bone_seg.modules.losses import build_loss_from_config
@@ -239,7 +240,7 @@ class SegmentationModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.val_miou_best(miou)
-        self.log("val/miou_best", self.val_miou_best.compute(), sync_dist=True)
+        self.log(records.VAL_BEST, self.val_miou_best.compute(), sync_dist=True)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:

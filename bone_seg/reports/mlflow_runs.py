@@ -135,15 +135,7 @@ def fetch_runs(
     """
     check_database(tracking_uri)
     client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment_name)
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise BoneSegError(
-            f"experiment {experiment_name!r} not found at {tracking_uri}; experiments present: "
-            f"{', '.join(names) or 'none'} (set logger.experiment_name=..., or "
-            "logger.tracking_uri=... to read another database)"
-        )
-    eid = exp.experiment_id
+    eid = _experiment_id(client, tracking_uri, experiment_name)
     if sweep:
         runs = _search(client, eid, f'tags."{SWEEP_TAG}" = {_quoted(sweep, "sweep")}')
         selection = f"sweep {sweep!r}"
@@ -173,6 +165,18 @@ def fetch_runs(
         )
     finished.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     return SweepRuns(client, tracking_uri, eid, experiment_name, selection, finished)
+
+
+def _experiment_id(client, tracking_uri: str, experiment_name: str) -> str:
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise BoneSegError(
+            f"experiment {experiment_name!r} not found at {tracking_uri}; experiments present: "
+            f"{', '.join(names) or 'none'} (set logger.experiment_name=..., or "
+            "logger.tracking_uri=... to read another database)"
+        )
+    return exp.experiment_id
 
 
 def _tag(run, key: str) -> str:
