@@ -116,6 +116,7 @@ def check_command_line(config_name: str, args: Sequence[str]) -> DictConfig:
         BoneSegError: an unknown key or group option, or a value of the wrong type.
     """
     from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import OmegaConfBaseException
 
     try:
         cfg, values = _compose(config_name, first_values(args), groups_only=True)
@@ -124,11 +125,15 @@ def check_command_line(config_name: str, args: Sequence[str]) -> DictConfig:
     for o in values:
         if "@" in o.key_or_group or o.is_delete():
             continue
-        if o.is_add() or o.is_force_add():
-            with open_dict(cfg):
-                OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
-            continue
-        _apply(cfg, o)
+        try:
+            if o.is_add() or o.is_force_add():
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
+            else:
+                _apply(cfg, o)
+        except OmegaConfBaseException as err:
+            raise BoneSegError(f"cannot apply {o.input_line}: {str(err).splitlines()[0]}") \
+                from None
     return cfg
 
 
