@@ -20,10 +20,12 @@ demo: $(STAMP)
 	$(BIN)/bone-demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check bone_seg tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf bone_seg_out .pytest_cache

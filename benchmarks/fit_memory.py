@@ -35,7 +35,7 @@ def _fit(root: Path, store: Path) -> dict:
 def main() -> None:
     from bone_seg.io.importer import ImportOptions, import_scans
     from bone_seg.io.sources import discover_scans
-    from bone_seg.phantom import make_phantom_set
+    from bone_seg.workflows.phantom import make_phantom_set
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", default="/tmp/bench_fit_memory")

@@ -12,7 +12,7 @@ import argparse
 import resource
 import time
 
-from bone_seg.phantom import write_phantom
+from bone_seg.workflows.phantom import write_phantom
 
 
 def main() -> None:

@@ -51,8 +51,9 @@ def main() -> None:
     import tifffile
     import torch
 
-    from bone_seg.io.weights import WeightsMeta, save_weights
-    from bone_seg.modules.factory import create_net
+    from bone_seg.weights.meta import WeightsMeta
+    from bone_seg.weights.network import create_net
+    from bone_seg.weights.safetensors_file import save_weights
 
     with tempfile.TemporaryDirectory(prefix="predict_memory_") as tmp:
         root = Path(tmp)
@@ -73,7 +74,8 @@ def main() -> None:
             scans[name] = folder
         common = [f"weights={weights}", f"paths.root={root}", "slab_depth=8", "batch_size=8",
                   "confidence=true"]
-        baseline_code = ("from bone_seg.cli.predict import run; from bone_seg.modules.factory "
+        baseline_code = ("from bone_seg.workflows.predict import run; "
+                         "from bone_seg.weights.network "
                          f"import load_net; load_net({str(weights)!r})")
         base, _ = timed([sys.executable, "-c", baseline_code])
         print(f"baseline (imports + network loaded, no prediction): {base:.0f} MiB")

@@ -52,8 +52,8 @@ def main() -> None:
     from monai.inferers import sliding_window_inference
 
     from bone_seg.inference.predictor import Predictor
-    from bone_seg.io.weights import WeightsMeta
-    from bone_seg.modules.factory import create_net
+    from bone_seg.weights.meta import WeightsMeta
+    from bone_seg.weights.network import create_net
 
     def ours(net, meta, blending, channels_last):
         """A predictor, built once (as for a whole scan; the network's copy is not timed)."""

@@ -114,7 +114,7 @@ def _picture(runs: list[tuple[int, Path]], store: Path, out: Path) -> None:
 def main() -> None:
     from bone_seg.io.importer import ImportOptions, import_scans
     from bone_seg.io.sources import discover_scans
-    from bone_seg.phantom import make_phantom_set
+    from bone_seg.workflows.phantom import make_phantom_set
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

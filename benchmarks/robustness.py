@@ -44,22 +44,38 @@ def _run(cmd: list[str]) -> None:
         raise SystemExit(f"{' '.join(cmd)}\n{proc.stderr[-3000:]}")
 
 
+def _finished(root: Path, sweep: str, seed: int) -> Path | None:
+    """The best weights of a finished fit of this sweep and seed (a rerun reuses it)."""
+    from omegaconf import OmegaConf
+
+    for config in sorted((root / "runs" / "fit").glob("*/*/config.yaml")):
+        cfg = OmegaConf.load(config)
+        if (cfg.get("sweep") == sweep and cfg.get("seed") == seed
+                and (config.parent / "test_scores.json").exists()):
+            return config.parent / "best.safetensors"
+    return None
+
+
 def _fit(root: Path, seed: int, robust: bool) -> Path:
+    sweep = f"robustness_{'robust' if robust else 'paper'}"
+    done = _finished(root, sweep, seed)
+    if done is not None:
+        return done
     steps = ", ".join(PAPER + (ROBUST if robust else ()))
     _run(["bone-fit", "experiment=quick", f"paths.root={root}", "data.num_folds=5",
-          "data.test_fold=1", f"seed={seed}", f"data.augmentation=[{steps}]",
-          f"sweep=robustness_{'robust' if robust else 'paper'}", "callbacks.complexity=null"])
-    runs = sorted((root / "runs" / "fit").glob("*/*/best.safetensors"),
-                  key=lambda p: p.stat().st_mtime)
-    return runs[-1]
+          "data.test_fold=1", f"seed={seed}", f"data.augmentation=[{steps}]", f"sweep={sweep}",
+          "callbacks.complexity=null"])
+    return _finished(root, sweep, seed)
 
 
 def _score(weights: Path, store: Path, scan: str, out: Path) -> dict:
     from bone_seg.inference import predict_scan
+    from bone_seg.inference.settings import PredictSettings
     from bone_seg.metrics import confusion_matrix, scores_from_confusion
 
     pred = out / f"{scan}.zarr"
-    predict_scan(weights, scan, pred, store_path=store, overwrite=True)
+    predict_scan(weights, scan, pred, store_path=store,
+                 settings=PredictSettings(overwrite=True, progress=False))
     cm = confusion_matrix(store / "scans" / scan / "mask", pred / "labels", 3, progress=False)
     scores = scores_from_confusion(cm, ["background", "bone", "pores"])
     return {"miou": scores["mean_iou"],
@@ -69,7 +85,7 @@ def _score(weights: Path, store: Path, scan: str, out: Path) -> dict:
 def main() -> None:
     from bone_seg.io.importer import ImportOptions, import_scans
     from bone_seg.io.sources import discover_scans
-    from bone_seg.phantom import make_phantom_set
+    from bone_seg.workflows.phantom import make_phantom_set
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

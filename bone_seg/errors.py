@@ -7,3 +7,11 @@ class BoneSegError(ValueError):
     Entry points catch it, print the message and exit with status 2. The message names the file,
     array or config key concerned and says how to fix the problem.
     """
+
+
+def positive_int(value: object, key: str, minimum: int = 1) -> int:
+    """``value`` as an int, or a :class:`BoneSegError` naming ``key`` unless it is an integer
+    (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BoneSegError(f"{key}={value!r}: must be an integer >= {minimum}")
+    return int(value)

@@ -30,7 +30,7 @@ def build_phantom_store(root, set_name: str = "tiny"):
     from bone_seg.cli.app import compose_config
     from bone_seg.io.importer import ImportOptions, import_scans
     from bone_seg.io.sources import discover_scans
-    from bone_seg.phantom import make_phantom_set
+    from bone_seg.workflows.phantom import make_phantom_set
 
     root = Path(root)
     cfg = compose_config("phantom", [f"phantom_set={set_name}"])

@@ -25,6 +25,8 @@ import torch
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import nn
 
+from bone_seg import records
+
 _INPUT_KEYS = ("image", "images", "x", "input", "inputs")
 
 
@@ -208,7 +210,7 @@ class ModelComplexity(pl.Callback):
         if not trainer.is_global_zero:
             return
         self._log_metrics(
-            trainer, {"complexity/params": total, "complexity/params_trainable": trainable}
+            trainer, {records.PARAMS: total, "complexity/params_trainable": trainable}
         )
         self._log_to.info("Model parameters: %d (%d trainable)", total, trainable)
         self._log_to.debug(
@@ -265,7 +267,7 @@ class ModelComplexity(pl.Callback):
             trainer,
             {
                 "complexity/flops_patch": flops_patch,
-                "complexity/flops_batch": flops_batch,
+                records.FLOPS: flops_batch,
                 "complexity/batch_size": batch_size,
                 "complexity/unsupported_ops": self.results["unsupported_ops_count"],
             },

@@ -37,23 +37,23 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
+from bone_seg import records
 from bone_seg.monitoring.resources import (
     MemoryMetric,
     ResourceMonitor,
-    format_summary,
     getrusage_peak_bytes,
-    merge_node_summaries,
     torch_cuda_peaks,
 )
+from bone_seg.monitoring.summary import format_summary, merge_node_summaries
 
 BYTES_PER_GB = 1024**3
 
 #: summary key -> logged metric name (logged when not None)
 LOGGED_KEYS = {
-    "peak_vram_gb": "resources/peak_vram_gb",
-    "gpu_util_mean_pct": "resources/gpu_util_mean_pct",
+    "peak_vram_gb": records.PEAK_VRAM,
+    "gpu_util_mean_pct": records.GPU_UTIL,
     "peak_rss_gb": "resources/peak_rss_gb",
-    "fit_time_s": "resources/fit_time_s",
+    "fit_time_s": records.FIT_TIME,
     "wall_time_s": "resources/wall_time_s",
     "monitored_time_s": "resources/monitored_time_s",
     "peak_rss_process_gb": "resources/peak_rss_process_gb",

@@ -2,7 +2,7 @@
 
 At the end of every validation (not the sanity check) the monitored metric (``val/miou``) is
 compared with the best so far; when it improves, the network's weights *of that moment* are
-written to ``<dirpath>/<filename>`` (safetensors + JSON metadata, :mod:`bone_seg.io.weights`), by
+written to ``<dirpath>/<filename>`` (safetensors + JSON metadata, :mod:`bone_seg.weights`), by
 global rank 0 only, atomically. So the file always holds exactly the weights that scored the best
 validation mIoU — not a later epoch's, and never a half-written file.
 
@@ -22,7 +22,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
-from bone_seg.io.weights import WeightsMeta, save_weights
+from bone_seg.weights.meta import WeightsMeta
+from bone_seg.weights.safetensors_file import save_weights
 
 log = logging.getLogger("bone_seg.fit")
 
@@ -87,14 +88,8 @@ class BestWeightsExport(pl.Callback):
     def build_meta(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> WeightsMeta:
         """The metadata of the weights as they are now."""
         data = trainer.datamodule.weights_meta() if trainer.datamodule is not None else {}
-        return WeightsMeta(
-            **pl_module.net_meta(),
-            **data,
-            config=self.run_config,
-            best_epoch=self.best_epoch,
-            best_score=self.best_score,
-            best_metric=self.monitor,
-        )
+        return WeightsMeta.for_fit(pl_module.net_meta(), data, self.run_config, self.best_epoch,
+                                   self.best_score, self.monitor)
 
     def state_dict(self) -> dict[str, Any]:
         """Best score and epoch, saved in checkpoints."""

@@ -1,4 +1,12 @@
-"""The one place that turns a plain ``run(cfg)`` function into a Hydra command-line app."""
+"""The one place that turns a plain ``run(cfg)`` function into a Hydra command-line app.
+
+Before any work, the command line is checked against ``conf/<config_name>.yaml`` composed once:
+group choices (``model/net=segformer``, ``experiment=quick``) are composed by Hydra, then each
+value override is applied to that config as Hydra applies it, which refuses a key that does not
+exist (listing the valid keys at that level and the closest matches) or a value whose type differs
+from the default's. Sweeps (``a=1,2``) are checked with their first value. Hydra then composes
+the run's config as usual.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bone_seg.errors import BoneSegError
 
@@ -38,68 +46,129 @@ def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfi
     ``hydra:`` interpolations (job name, run directory) resolve as in a run of ``config_name``;
     the ``hydra`` node itself is left out of the result.
     """
+    return _compose(config_name, overrides)[0]
+
+
+def _compose(config_name: str, overrides: Sequence[str],
+             groups_only: bool = False) -> tuple[DictConfig, list]:
+    """The composed config and the value overrides left out of it (with ``groups_only``, every
+    override that does not choose a config group option)."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
 
     register_resolvers()
+    values: list = []
     with initialize_config_dir(str(CONF_DIR), version_base="1.3", job_name=config_name):
+        if groups_only:
+            loader = GlobalHydra.instance().config_loader()
+            parsed = _parse(overrides)
+            values = [o for o in parsed if not _is_group(loader, o)]
+            overrides = [o.input_line for o in parsed if _is_group(loader, o)]
         cfg = compose(config_name, overrides=list(overrides), return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
-    return cfg
+    return cfg, values
 
 
-def _first_values(args: Sequence[str]) -> list[str]:
-    """Command-line overrides with sweeps replaced by their first choice (hydra.* left out)."""
+def _parse(overrides: Sequence[str]) -> list:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    return OverridesParser.create().parse_overrides(list(overrides))
+
+
+def _is_group(loader: Any, override: Any) -> bool:
+    """Whether an override chooses an option of a config group (``model/net=unet``)."""
+    key = override.key_or_group
+    if "." in key:
+        return False
+    parent, _, name = key.rpartition("/")
+    return name in loader.list_groups(parent)
+
+
+def first_values(args: Sequence[str]) -> list[str]:
+    """Command-line overrides with sweeps replaced by their first choice (hydra.* left out)."""
     candidates = [a for a in args if not a.startswith("-") and "=" in a or a.startswith("~")]
     out = []
-    for o in OverridesParser.create().parse_overrides(candidates):
+    for o in _parse(candidates):
         key = o.get_key_element()
         if o.key_or_group.startswith(("hydra.", "hydra/")) or o.key_or_group == "hydra":
             continue
         if o.is_sweep_override():
             values = getattr(o.value(), "list", None)
-            if not values:
-                continue
-            out.append(f"{key}={values[0]}")
+            if values:
+                out.append(f"{key}={values[0]}")
         else:
             out.append(o.input_line)
     return out
 
 
-def check_overrides(config_name: str, args: Sequence[str]) -> None:
-    """Fail before any work when an override names a key that does not exist.
+def check_command_line(config_name: str, args: Sequence[str]) -> DictConfig:
+    """The config the command line asks for, refusing unknown keys and wrongly typed values.
 
-    Hydra's own message says only that the key is not in the config; ours lists the keys that
-    exist at that level and the closest matches.
+    The type expected is the one of the default (an integer stays an integer, a number a number,
+    a list a list, a name a name, a count or a list); keys whose default is ``null`` take
+    anything. Choices (architecture names, modes, loss names ...) are checked by the code that
+    uses them, still before any work.
+
+    Raises:
+        BoneSegError: an unknown key or group option, or a value of the wrong type.
     """
     from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        cfg, values = _compose(config_name, first_values(args), groups_only=True)
+    except ConfigCompositionException as err:
+        raise BoneSegError(str(err).split("\nConfig search path")[0]) from None
+    for o in values:
+        if "@" in o.key_or_group or o.is_delete():
+            continue
+        try:
+            if o.is_add() or o.is_force_add():
+                with open_dict(cfg):
+                    OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True, force_add=True)
+            else:
+                _apply(cfg, o)
+        except OmegaConfBaseException as err:
+            raise BoneSegError(f"cannot apply {o.input_line}: {str(err).splitlines()[0]}") \
+                from None
+    return cfg
+
+
+def _apply(cfg: DictConfig, override: Any) -> None:
+    """Set one ``key=value`` as Hydra does (struct mode: the key must exist), checking its type."""
     from omegaconf.errors import ConfigAttributeError, ConfigKeyError
 
-    overrides = _first_values(args)
+    key, value = override.key_or_group, override.value()
+    old = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
     try:
-        compose_config(config_name, overrides)
-    except ConfigCompositionException as err:
-        cause = err.__cause__
-        if not isinstance(cause, (ConfigAttributeError, ConfigKeyError)):
-            raise BoneSegError(str(err).split("\nConfig search path")[0]) from None
-        full_key = getattr(cause, "full_key", None) or ""
-        parent, _, name = full_key.rpartition(".")
-        base = compose_config(config_name, [o for o in overrides if not o.startswith(full_key)])
-        node = OmegaConf.select(base, parent) if parent else base
-        valid = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
-        close = difflib.get_close_matches(name, valid, n=3)
-        hint = f" Did you mean {', '.join(parent + '.' + c if parent else c for c in close)}?" \
-            if close else ""
+        OmegaConf.update(cfg, key, value, merge=True)
+    except (ConfigAttributeError, ConfigKeyError) as err:
+        raise _unknown_key(cfg, getattr(err, "full_key", None) or key) from None
+    new = OmegaConf.select(cfg, key, default=None, throw_on_resolution_failure=False)
+    if not _accepts(old, new):
         raise BoneSegError(
-            f"unknown config key '{full_key}'.{hint} Valid keys"
-            f"{' under ' + parent if parent else ''}: {', '.join(valid)}. (To add a new key on "
-            f"purpose, write +{full_key}=...)"
-        ) from None
+            f"{key}={value!r}: expected {_kind(old)[1]} (the default is "
+            f"{OmegaConf.to_container(old) if OmegaConf.is_config(old) else old!r})"
+        )
+
+
+def _unknown_key(cfg: DictConfig, full_key: str) -> BoneSegError:
+    """Hydra's own message says only that the key is not in the config; ours lists the keys
+    that exist at that level and the closest matches."""
+    parent, _, name = full_key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    valid = sorted(str(k) for k in node.keys()) if isinstance(node, DictConfig) else []
+    close = difflib.get_close_matches(name, valid, n=3)
+    hint = (f" Did you mean {', '.join(parent + '.' + c if parent else c for c in close)}?"
+            if close else "")
+    return BoneSegError(
+        f"unknown config key '{full_key}'.{hint} Valid keys"
+        f"{' under ' + parent if parent else ''}: {', '.join(valid)}. (To add a new key on "
+        f"purpose, write +{full_key}=...)"
+    )
 
 
 _KINDS = ((bool, "true or false"), (int, "an integer"), (float, "a number"), (str, "a string"),
@@ -127,33 +196,6 @@ def _accepts(old: Any, new: Any) -> bool:
         # precision ('32-true' | 16); which names are valid is checked by the code that uses them
         return found is not None and found[0] in (str, int, list)
     return found is not None and found[0] is expected[0]
-
-
-def check_types(config_name: str, args: Sequence[str]) -> None:
-    """Fail before any work when an override gives a value of the wrong type for its key.
-
-    The type expected is the one of the default (an integer stays an integer, a number a number,
-    a list a list, a name a name, a count or a list); keys whose default is ``null`` take
-    anything. Choices (architecture names, modes, loss names ...) are checked by the code that
-    uses them, still before any work.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = _first_values(args)
-    parsed = OverridesParser.create().parse_overrides(overrides)
-    full = compose_config(config_name, overrides)
-    for o in parsed:
-        key = o.key_or_group
-        if o.is_delete() or o.is_add() or "/" in key or "@" in key:
-            continue
-        base = compose_config(config_name, [x for x in overrides if x != o.input_line])
-        old = OmegaConf.select(base, key, default=None, throw_on_resolution_failure=False)
-        new = OmegaConf.select(full, key, default=None, throw_on_resolution_failure=False)
-        if not _accepts(old, new):
-            raise BoneSegError(
-                f"{key}={o.value()!r}: expected {_kind(old)[1]} (the default is "
-                f"{OmegaConf.to_container(old) if OmegaConf.is_config(old) else old!r})"
-            )
 
 
 #: Deprecation notices of our dependencies on torch 2.14 that a user can do nothing about
@@ -185,8 +227,7 @@ def hydra_main(config_name: str, run: Callable[[DictConfig], Any]) -> Callable[[
         # ImageNet weights are used only from the local cache: never wait on the hub.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
-            check_overrides(config_name, sys.argv[1:])
-            check_types(config_name, sys.argv[1:])
+            check_command_line(config_name, sys.argv[1:])
         except BoneSegError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)

@@ -1,55 +1,9 @@
-"""bone-report: cross-validation table or weighted ranking from the MLflow runs of a sweep."""
-
-from __future__ import annotations
-
-import logging
-
-from omegaconf import DictConfig, OmegaConf
+"""``bone-report``: CV table or ranking of a sweep's runs (conf/report.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.errors import BoneSegError
-from bone_seg.reports.mlflow_publish import log_report_run
-from bone_seg.reports.mlflow_runs import config_results, cv_records, fetch_runs
-from bone_seg.reports.ranking import paper_weights
-from bone_seg.reports.report_files import write_cv_report, write_rank_report
-
-log = logging.getLogger(__name__)
-KINDS = ("cv", "rank")
-
-
-def run(cfg: DictConfig) -> str:
-    """Write the ``kind`` report of ``sweep`` (or ``parent_run``) to ``out``; log it to MLflow."""
-    if cfg.kind not in KINDS:
-        raise BoneSegError(f"kind={cfg.kind!r} is not a report; use one of {', '.join(KINDS)}")
-    if cfg.sweep and cfg.parent_run:
-        raise BoneSegError("give sweep=<name> or parent_run=<run id>, not both")
-    runs = fetch_runs(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.sweep,
-                      cfg.parent_run)
-    log.info("%s: %d finished runs", runs.selection, len(runs.runs))
-    if cfg.kind == "cv":
-        report = write_cv_report(cv_records(runs), cfg.out, f"Cross-validation: {runs.selection}")
-    else:
-        rank = cfg.rank
-        if int(rank.top) < 1:
-            raise BoneSegError(f"rank.top={rank.top} must be at least 1")
-        weights = (OmegaConf.to_container(rank.weights) if rank.weights is not None
-                   else paper_weights(float(rank.miou_weight)))
-        report = write_rank_report(
-            config_results(runs), cfg.out, f"Weighted ranking: {runs.selection}",
-            weights=weights, missing=rank.missing,
-            miou_weights=[float(w) for w in rank.sensitivity], top=int(rank.top),
-        )
-    print(report.markdown, flush=True)
-    for path in report.files:
-        log.info("wrote %s", path)
-    if cfg.log_to_mlflow:
-        subject = cfg.sweep or (f"parent-{cfg.parent_run}" if cfg.parent_run else "all")
-        run_id = log_report_run(
-            runs.tracking_uri, runs.experiment_id, f"report-{cfg.kind}-{subject}", cfg.kind,
-            report.files, sweep=cfg.sweep,
-        )
-        log.info("logged the report files to MLflow run %s (%s)", run_id, runs.tracking_uri)
-    return str(cfg.out)
-
+from bone_seg.workflows.report import run
 
 main = hydra_main("report", run)
+
+if __name__ == "__main__":
+    main()

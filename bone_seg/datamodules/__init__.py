@@ -1,9 +1,11 @@
-"""Folds, splits, patch sampling, augmentation and the Lightning DataModule over the store."""
+"""Folds, splits, patch sampling, augmentation and the Lightning DataModule over the store.
 
-from bone_seg.datamodules.datamodule import ScanDataModule
-from bone_seg.datamodules.folds import make_splits, n_validation, split_pool
-from bone_seg.datamodules.loader import ResumableLoader
-from bone_seg.datamodules.sampler import EpochSampler
+- :mod:`~bone_seg.datamodules.datamodule`: ``ScanDataModule`` (what ``conf/data`` builds).
+- :mod:`~bone_seg.datamodules.folds`: folds and the train/val split.
+- :mod:`~bone_seg.datamodules.dataset`, :mod:`~bone_seg.datamodules.tiles`,
+  :mod:`~bone_seg.datamodules.sampling`, :mod:`~bone_seg.datamodules.augment`: patches.
+- :mod:`~bone_seg.datamodules.sampler`, :mod:`~bone_seg.datamodules.loader`: resumable loading.
 
-__all__ = ["EpochSampler", "ResumableLoader", "ScanDataModule", "make_splits", "n_validation",
-           "split_pool"]
+Nothing is imported here (each user imports what it needs), so no module imports back through
+this package.
+"""

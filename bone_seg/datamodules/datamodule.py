@@ -2,8 +2,9 @@
 
 Every key is described in ``conf/data/default.yaml``. ``setup()`` reads the manifest and the scans'
 attributes (shapes, statistics — never voxels), makes the split and logs it, checks the patch
-size against the scans and the network, and builds two :class:`PatchDataset` objects that hold
-only ids, shapes and normalisation maps. Loaders read patches lazily in each process.
+size against the scans, and builds two :class:`PatchDataset` objects that hold only ids, shapes
+and normalisation maps. Loaders read patches lazily in each process. (Whether the patch size
+suits the network is checked by the fit workflow, where model and data meet.)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from bone_seg.datamodules.folds import make_splits
 from bone_seg.datamodules.loader import ResumableLoader, worker_generator
 from bone_seg.datamodules.sampler import EpochSampler
 from bone_seg.datamodules.tiles import MODES
-from bone_seg.errors import BoneSegError
+from bone_seg.errors import BoneSegError, positive_int
 from bone_seg.io.context import check_slices
 from bone_seg.io.fast_zarr import worker_start_method
 from bone_seg.io.normalize import DEFAULT_CLIP, METHODS, Normalizer
@@ -32,9 +33,7 @@ POLICIES = ("positive", "all")
 
 
 def _positive_int(key: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise BoneSegError(f"data.{key}={value!r}: must be an integer >= {minimum}")
-    return int(value)
+    return positive_int(value, f"data.{key}", minimum)
 
 
 def _choice(key: str, value, choices: Sequence[str]) -> str:
@@ -69,10 +68,7 @@ class ScanDataModule(pl.LightningDataModule):
         augment: augment training patches.
         augmentation: the pipeline (see :mod:`bone_seg.datamodules.augment`); ``None``: the
             paper's (``DEFAULT_PIPELINE``), ``[]``: none.
-        arch: the network's architecture, to check the patch size suits it (``None``: unchecked).
-        encoder: the network's encoder (for the same check).
         max_open_scans: scans each process keeps open.
-        strides: a 3D network's encoder strides (smp-3d), when not the default (same check).
     """
 
     def __init__(self, store: str, num_folds: int | None = None, test_fold: int | None = None,
@@ -83,9 +79,7 @@ class ScanDataModule(pl.LightningDataModule):
                  max_retries: int = 50, batch_size: int = 64, num_workers: int = 2,
                  normalization: str = "zscore", stats_policy: str = "positive",
                  clip_range: Sequence[float] | None = None, augment: bool = True,
-                 augmentation: list[dict] | None = None, arch: str | None = None,
-                 encoder: str | None = "resnet18", max_open_scans: int = 4,
-                 strides: Sequence[Sequence[int]] | None = None) -> None:
+                 augmentation: list[dict] | None = None, max_open_scans: int = 4) -> None:
         super().__init__()
         self.mode = _choice("mode", mode, MODES)
         self.normalization = _choice("normalization", normalization, METHODS)
@@ -124,8 +118,6 @@ class ScanDataModule(pl.LightningDataModule):
         self.store_path = str(store)
         self.num_folds, self.test_fold = num_folds, test_fold
         self.train_fraction, self.seed = train_fraction, int(seed)
-        self.arch, self.encoder = arch, encoder
-        self.strides = [list(s) for s in strides] if strides is not None else None
         self.splits: dict[str, list[str]] = {}
         self.class_names: list[str] = []
         self.train_set: PatchDataset | None = None
@@ -148,7 +140,7 @@ class ScanDataModule(pl.LightningDataModule):
         return list(self.splits.get("test", []))
 
     def weights_meta(self) -> dict[str, Any]:
-        """The data's fields of :class:`bone_seg.io.weights.WeightsMeta`."""
+        """The data's fields of :class:`bone_seg.weights.meta.WeightsMeta`."""
         return {
             "patch_size": self.patch_size,
             "patch_depth": self.patch_depth if self.mode == "3d" else None,
@@ -187,17 +179,6 @@ class ScanDataModule(pl.LightningDataModule):
             infos.append(ScanInfo(sid, keys[sid], shape, norm))
         return infos
 
-    def _check_arch(self) -> None:
-        if not self.arch:
-            return
-        from bone_seg.modules.sizes import validate_patch_size
-
-        validate_patch_size(self.arch, self.encoder or "resnet18", self.patch_size, self.mode,
-                            self.patch_depth if self.mode == "3d" else None,
-                            in_channels=self.in_channels, what="data.patch_size",
-                            depth_what="data.patch_depth",
-                            **({"strides": self.strides} if self.strides is not None else {}))
-
     def setup(self, stage: str | None = None) -> None:
         """Read the manifest, make and log the split, check sizes, build the datasets.
 
@@ -211,7 +192,6 @@ class ScanDataModule(pl.LightningDataModule):
         for name in ("train", "val", "test"):
             log.info("split %-5s %3d scan(s): %s", name, len(splits[name]),
                      ", ".join(splits[name]) or "-")
-        self._check_arch()
         train = PatchDataset(self.store_path, self._infos(store, splits["train"]),
                              self.spec(self.patches_per_tile), self.seed, self.augmentation,
                              max_open=self.max_open_scans)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from bone_seg.datamodules import sampling
+import bone_seg.datamodules.sampling as sampling
 from bone_seg.datamodules.augment import (
     apply_geometric,
     apply_intensity,

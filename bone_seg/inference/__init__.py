@@ -2,9 +2,8 @@
 
 from bone_seg.inference.predictor import Predictor
 from bone_seg.inference.run import predict_scan
+from bone_seg.inference.settings import PredictSettings
 from bone_seg.inference.windows import WindowPlan, importance_map, window_starts
 
-SlidingWindowPredictor = Predictor  # the name of the first version
-
-__all__ = ["Predictor", "SlidingWindowPredictor", "WindowPlan", "importance_map", "predict_scan",
+__all__ = ["PredictSettings", "Predictor", "WindowPlan", "importance_map", "predict_scan",
            "window_starts"]

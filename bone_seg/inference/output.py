@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from bone_seg.atomic import write_json_atomic
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.slabs import slab_ranges
-from bone_seg.io.store import write_json_atomic
 
 FORMAT = "bone_seg.prediction"
 CHUNK_YX = 512

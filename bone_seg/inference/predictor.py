@@ -82,12 +82,52 @@ class _InputCache:
         return self.buf, self.c0
 
 
+class _Blend:
+    """The weighted probability sums of the open windows' slices ``[base, base + held)``."""
+
+    def __init__(self, predictor: Predictor, shape: tuple[int, int, int], base: int, z0: int,
+                 z1: int):
+        self.p, self.shape = predictor, shape
+        _, ymax, xmax = shape
+        self.acc = np.zeros((predictor.num_classes, 0, ymax, xmax), np.float32)
+        self.wsum = np.zeros((0, ymax, xmax), np.float32)
+        self.base, self.emitted, self.z1 = base, z0, z1
+
+    def add(self, probs: np.ndarray, z: int, y: int, x: int) -> None:
+        """Add one window's weighted probabilities (and weights) at ``(z, y, x)``."""
+        p, (zmax, ymax, xmax) = self.p, self.shape
+        dz, hy, hx = min(p.depth, zmax - z), min(p.size, ymax - y), min(p.size, xmax - x)
+        grow = z + dz - (self.base + self.acc.shape[1])
+        if grow > 0:
+            self.acc = np.concatenate(
+                [self.acc, np.zeros((p.num_classes, grow, ymax, xmax), np.float32)], axis=1)
+            self.wsum = np.concatenate([self.wsum, np.zeros((grow, ymax, xmax), np.float32)])
+        zs = slice(z - self.base, z - self.base + dz)
+        prob = probs if p.mode == "3d" else probs[:, None]
+        w = p.weight if p.mode == "3d" else p.weight[None]
+        self.acc[:, zs, y:y + hy, x:x + hx] += prob[:, :dz, :hy, :hx]
+        self.wsum[zs, y:y + hy, x:x + hx] += w[:dz, :hy, :hx]
+
+    def finish(self, upto: int):
+        """Hand out the final slices before ``upto`` (within ``[z0, z1)``) and drop them."""
+        upto = min(upto, self.z1)
+        if upto <= self.base:
+            return None
+        n, piece = upto - self.base, None
+        if upto > self.emitted:
+            lo = self.emitted - self.base
+            labels, conf, moved = self.p._finish(self.acc[:, lo:n], self.wsum[lo:n])
+            piece, self.emitted = (self.emitted, labels, conf, moved), upto
+        self.acc, self.wsum, self.base = self.acc[:, n:], self.wsum[n:], upto
+        return piece
+
+
 class Predictor:
     """Apply a segmentation network to a volume window by window.
 
     Args:
         net: the network (put in eval mode and moved to ``device``).
-        meta: the weights' :class:`~bone_seg.io.weights.WeightsMeta` (mode, slices, classes, patch
+        meta: the weights' :class:`~bone_seg.weights.meta.WeightsMeta` (mode, slices, classes, patch
             size and depth).
         chunk_size: window height = width in px (``None``: the model's patch size).
         chunk_depth: window depth in 3D (``None``: the model's patch depth); ignored otherwise.
@@ -138,6 +178,17 @@ class Predictor:
         self.net = net.eval().to(self.device, memory_format=self.memory_format)
         self._forward_net = torch.compile(self.net) if compile else self.net
         self._weight_t = torch.from_numpy(self.weight).to(self.device)
+
+    @classmethod
+    def from_settings(cls, net: torch.nn.Module, meta, settings, device: str | torch.device,
+                      ) -> Predictor:
+        """A predictor on ``device`` as a :class:`~bone_seg.inference.settings.PredictSettings`
+        says (its batch size is set by the caller: it may be ``auto``)."""
+        return cls(net, meta, chunk_size=settings.chunk_size, chunk_depth=settings.chunk_depth,
+                   overlap=settings.overlap, blending=settings.blending,
+                   threshold=settings.threshold, batch_size=1,
+                   micro_batch=settings.micro_batch, device=device, amp=settings.amp,
+                   compile=settings.compile, channels_last=settings.channels_last)
 
     # ------------------------------------------------------------------ geometry
     def plan(self, shape) -> WindowPlan:
@@ -203,15 +254,13 @@ class Predictor:
 
     # ------------------------------------------------------------------ streaming
     def stream(self, read: Reader, shape, z0: int = 0, z1: int | None = None,
-               on_windows: Callable[[int], None] | None = None, read_ahead: int = 16,
-               ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+               read_ahead: int = 16) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
         """Yield ``(z, labels, confidence, reassigned)``: finished pieces of ``[z0, z1)``.
 
         Args:
             read: ``(a, b) -> normalised float32 slices a..b-1`` of the volume.
             shape: the volume's ``(Z, Y, X)``.
             z0, z1: the slices to predict (default: all).
-            on_windows: called with the number of windows done after every step (progress).
             read_ahead: slices read at a time.
 
         Yields:
@@ -220,66 +269,42 @@ class Predictor:
             ``reassigned`` (``(n,)`` int64): voxels per slice whose arg-max class was not
             background but whose confidence was below ``threshold`` (set to background).
         """
-        zmax, ymax, xmax = (int(v) for v in shape)
+        zmax = int(shape[0])
         z1 = zmax if z1 is None else min(int(z1), zmax)
         if not 0 <= z0 < z1:
             return
         plan = self.plan(shape)
-        per = plan.per_start
         k_first = plan.first_start_reaching(z0)
-        k_end = plan.first_start_from(z1)
-        i_first, i_end = k_first * per, k_end * per
-        inputs = _InputCache(read, zmax, read_ahead)
-        c, s, d = self.num_classes, self.size, self.depth
-        base = plan.z_starts[k_first]           # first slice held in acc
-        acc = np.zeros((c, 0, ymax, xmax), np.float32)
-        wsum = np.zeros((0, ymax, xmax), np.float32)
-        emitted, cur_k = z0, k_first
+        i_first = k_first * plan.per_start
+        i_end = plan.first_start_from(z1) * plan.per_start
+        blend = _Blend(self, plan.shape, plan.z_starts[k_first], z0, z1)
+        cur_k = k_first
+        windows = self._window_probs(plan, _InputCache(read, zmax, read_ahead), i_first, i_end)
+        for i, probs in windows:
+            k, z, y, x = plan.window(i)
+            if k != cur_k:  # every slice before this Z-start is final
+                piece = blend.finish(z)
+                if piece is not None:
+                    yield piece
+                cur_k = k
+            blend.add(probs, z, y, x)
+        piece = blend.finish(z1)
+        if piece is not None:
+            yield piece
 
-        def finish(upto: int):
-            nonlocal acc, wsum, base, emitted
-            upto = min(upto, z1)
-            if upto <= base:
-                return None
-            n, piece = upto - base, None
-            if upto > emitted:
-                lo = emitted - base
-                labels, conf, moved = self._finish(acc[:, lo:n], wsum[lo:n])
-                piece, emitted = (emitted, labels, conf, moved), upto
-            acc, wsum, base = acc[:, n:], wsum[n:], upto
-            return piece
-
+    def _window_probs(self, plan: WindowPlan, inputs: _InputCache, i_first: int,
+                      i_end: int) -> Iterator[tuple[int, np.ndarray]]:
+        """``(i, weighted probabilities)`` of windows ``i_first .. i_end-1`` in order, computed in
+        fixed micro-batches of the global window order (see the module's note)."""
         start = i_first // self.micro * self.micro
         for b0 in range(start, i_end, self.batch):
             b1 = b0 + -(-(min(b0 + self.batch, i_end) - b0) // self.micro) * self.micro
-            inputs_step = self._gather(plan, inputs, range(b0, b1))
+            step = self._gather(plan, inputs, range(b0, b1))
             for m0 in range(b0, b1, self.micro):
-                probs = self._forward(inputs_step[m0 - b0:m0 - b0 + self.micro])
+                probs = self._forward(step[m0 - b0:m0 - b0 + self.micro])
                 for n, i in enumerate(range(m0, min(m0 + self.micro, i_end))):
-                    if i < i_first:
-                        continue
-                    k, z, y, x = plan.window(i)
-                    if k != cur_k:
-                        piece = finish(z)
-                        if piece is not None:
-                            yield piece
-                        cur_k = k
-                    dz, hy, hx = min(d, zmax - z), min(s, ymax - y), min(s, xmax - x)
-                    grow = z + dz - (base + acc.shape[1])
-                    if grow > 0:
-                        acc = np.concatenate([acc, np.zeros((c, grow, ymax, xmax), np.float32)],
-                                             axis=1)
-                        wsum = np.concatenate([wsum, np.zeros((grow, ymax, xmax), np.float32)])
-                    zs = slice(z - base, z - base + dz)
-                    p = probs[n] if self.mode == "3d" else probs[n][:, None]
-                    w = self.weight if self.mode == "3d" else self.weight[None]
-                    acc[:, zs, y:y + hy, x:x + hx] += p[:, :dz, :hy, :hx]
-                    wsum[zs, y:y + hy, x:x + hx] += w[:dz, :hy, :hx]
-            if on_windows:
-                on_windows(min(b1, i_end) - max(b0, i_first))
-        piece = finish(z1)
-        if piece is not None:
-            yield piece
+                    if i >= i_first:
+                        yield i, probs[n]
 
     def _finish(self, acc: np.ndarray, wsum: np.ndarray):
         """Labels, confidence and per-slice count of voxels reassigned to background."""
@@ -312,12 +337,6 @@ class Predictor:
         for z, lab, cf, _ in self.stream(lambda a, b: norm(arr[a:b]), arr.shape):
             labels[z:z + len(lab)], conf[z:z + len(cf)] = lab, cf
         return labels, conf
-
-    predict_slab = predict_array
-
-    def window_count(self, shape) -> int:
-        """Windows of a volume of ``shape`` (for progress bars)."""
-        return len(self.plan(shape))
 
     def bytes_per_window(self) -> int:
         """A conservative estimate of the memory one window needs during a step (input, the

@@ -23,21 +23,3 @@ def context_indices(z: int, k: int, depth: int) -> np.ndarray:
     """Slice indices of the ``k``-slice context of centre ``z`` in a scan of ``depth`` slices."""
     h = check_slices(k)
     return np.clip(np.arange(z - h, z + h + 1), 0, depth - 1)
-
-
-def read_context(volume, z0: int, z1: int, k: int) -> np.ndarray:
-    """Read slices ``z0 - h .. z1 + h`` of ``volume`` (edge replicated) as one ``(z1-z0+2h, Y, X)``
-    block; the context of centre ``z`` is then ``block[z - z0 : z - z0 + k]``.
-
-    Only the needed slices are read (one contiguous read, padded by repeating the edge slices).
-    """
-    h = check_slices(k)
-    depth = volume.shape[0]
-    lo, hi = max(0, z0 - h), min(depth, z1 + h)
-    block = np.asarray(volume[lo:hi])
-    pad_lo, pad_hi = lo - (z0 - h), (z1 + h) - hi
-    if pad_lo or pad_hi:
-        block = np.concatenate(
-            [block[:1]] * pad_lo + [block] + [block[-1:]] * pad_hi, axis=0
-        )
-    return block

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
-import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from bone_seg.atomic import atomic_path
+from bone_seg.classes import DEFAULT_CLASS_NAMES
 from bone_seg.errors import BoneSegError
 from bone_seg.io.stats import StatsAccumulator
 from bone_seg.io.store import ChunkLayout, DatasetStore
@@ -43,7 +43,7 @@ class ScanSource:
 class ImportOptions:
     """Options that apply to every scan of an import."""
 
-    class_names: tuple[str, ...] = ("background", "bone", "pores")
+    class_names: tuple[str, ...] = DEFAULT_CLASS_NAMES
     mask_remap: dict | None = None
     min_patch_size: int = 0
     min_depth: int = 1
@@ -80,87 +80,73 @@ def import_scan(store_path: str | Path, src: ScanSource, options: ImportOptions)
     image = open_volume(src.image)
     mask = open_volume(src.mask) if src.mask else None
     check_pair(image, mask, options.min_patch_size, options.min_depth)
+    with atomic_path(Path(store_path) / "scans" / src.scan_id) as tmp:
+        group = zarr.open_group(str(tmp), mode="w")
+        arrays = _create_arrays(group, image.shape, image.dtype, mask is not None,
+                                options.layout)
+        stats, counts = _copy_slabs(src.scan_id, image, mask, arrays, options)
+        attrs = _scan_attrs(src, image, mask, options, stats, counts)
+        group.attrs.update(attrs)
+    return attrs
+
+
+def _create_arrays(group, shape, dtype, with_mask: bool, layout: ChunkLayout) -> dict:
+    """The scan's ``image`` (and ``mask``) arrays, chunked and sharded as ``layout`` says."""
+    arrays = {}
+    for name, arr_dtype in (("image", dtype), ("mask", np.uint8)):
+        if name == "mask" and not with_mask:
+            continue
+        chunks, shards = layout.for_array(shape, np.dtype(arr_dtype).itemsize)
+        arrays[name] = group.create_array(
+            name, shape=shape, dtype=arr_dtype, chunks=chunks, shards=shards,
+            compressors=layout.compressors(), fill_value=0, dimension_names=("z", "y", "x"))
+    return arrays
+
+
+def _copy_slabs(scan_id: str, image, mask, arrays: dict,
+                options: ImportOptions) -> tuple[StatsAccumulator, np.ndarray]:
+    """Copy the scan slab by slab (one image shard deep): validate, count, write."""
     num_classes = len(options.class_names)
     lut = mask_lookup(mask.dtype, num_classes, options.mask_remap) if mask is not None else None
-
-    scans_dir = Path(store_path) / "scans"
-    final = scans_dir / src.scan_id
-    tmp = scans_dir / f".partial-{src.scan_id}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        group = zarr.open_group(str(tmp), mode="w")
-        layout = options.layout
-        chunks, shards = layout.for_array(image.shape, image.dtype.itemsize)
-        img_arr = group.create_array(
-            "image",
-            shape=image.shape,
-            dtype=image.dtype,
-            chunks=chunks,
-            shards=shards,
-            compressors=layout.compressors(),
-            fill_value=0,
-            dimension_names=("z", "y", "x"),
-        )
-        msk_arr = None
+    stats = StatsAccumulator(image.dtype)
+    counts = np.zeros(num_classes, np.int64)
+    depth = options.layout.for_array(image.shape, image.dtype.itemsize)[1][0]
+    bar = tqdm(total=image.shape[0], desc=f"import {scan_id}", unit="slice",
+               position=options.progress_position, leave=False, disable=None)
+    for z0 in range(0, image.shape[0], depth):
+        z1 = min(z0 + depth, image.shape[0])
+        slab = image.read(z0, z1)
+        check_image_slab(slab, image.path, z0)
+        stats.update(slab)
+        arrays["image"][z0:z1] = slab
+        del slab
         if mask is not None:
-            m_chunks, m_shards = layout.for_array(image.shape, 1)
-            msk_arr = group.create_array(
-                "mask",
-                shape=image.shape,
-                dtype=np.uint8,
-                chunks=m_chunks,
-                shards=m_shards,
-                compressors=layout.compressors(),
-                fill_value=0,
-                dimension_names=("z", "y", "x"),
-            )
-        stats = StatsAccumulator(image.dtype)
-        counts = np.zeros(num_classes, np.int64)
-        depth = shards[0]
-        bar = tqdm(
-            total=image.shape[0],
-            desc=f"import {src.scan_id}",
-            unit="slice",
-            position=options.progress_position,
-            leave=False,
-            disable=None,
-        )
-        for z0 in range(0, image.shape[0], depth):
-            z1 = min(z0 + depth, image.shape[0])
-            slab = image.read(z0, z1)
-            check_image_slab(slab, image.path, z0)
-            stats.update(slab)
-            img_arr[z0:z1] = slab
-            del slab
-            if mask is not None:
-                mslab, c = convert_mask_slab(mask.read(z0, z1), mask.path, z0, num_classes, lut)
-                counts += c
-                msk_arr[z0:z1] = mslab
-            bar.update(z1 - z0)
-        bar.close()
-        attrs = {
-            "scan_id": src.scan_id,
-            "shape": list(image.shape),
-            "dtype": image.dtype.name,
-            "voxel_size": src.voxel_size,
-            "source": {
-                "image": str(Path(src.image).resolve()),
-                "mask": str(Path(src.mask).resolve()) if src.mask else None,
-            },
-            "class_names": list(options.class_names),
-            "has_mask": mask is not None,
-            "stats": stats.result(),
-            "class_counts": [int(c) for c in counts] if mask is not None else None,
-            **({"extra": src.extra} if src.extra else {}),
-        }
-        group.attrs.update(attrs)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return attrs
+            mslab, c = convert_mask_slab(mask.read(z0, z1), mask.path, z0, num_classes, lut)
+            counts += c
+            arrays["mask"][z0:z1] = mslab
+        bar.update(z1 - z0)
+    bar.close()
+    return stats, counts
+
+
+def _scan_attrs(src: ScanSource, image, mask, options: ImportOptions,
+                stats: StatsAccumulator, counts: np.ndarray) -> dict:
+    """The scan group's attributes (docs/development.md, "The dataset store")."""
+    return {
+        "scan_id": src.scan_id,
+        "shape": list(image.shape),
+        "dtype": image.dtype.name,
+        "voxel_size": src.voxel_size,
+        "source": {
+            "image": str(Path(src.image).resolve()),
+            "mask": str(Path(src.mask).resolve()) if src.mask else None,
+        },
+        "class_names": list(options.class_names),
+        "has_mask": mask is not None,
+        "stats": stats.result(),
+        "class_counts": [int(c) for c in counts] if mask is not None else None,
+        **({"extra": src.extra} if src.extra else {}),
+    }
 
 
 def _import_worker(args) -> dict:

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from bone_seg.atomic import write_json_atomic
 from bone_seg.errors import BoneSegError
 
 FORMAT = "bone_seg.store"
 VERSION = 1
-DEFAULT_CLASSES = ("background", "bone", "pores")
 
 
 @dataclass(frozen=True)
@@ -72,13 +69,6 @@ class ChunkLayout:
 
 def _round_up(n: int, m: int) -> int:
     return int(math.ceil(n / m) * m)
-
-
-def write_json_atomic(path: Path, obj) -> None:
-    """Write JSON to ``path`` through a temporary file and an atomic rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -213,8 +203,3 @@ class DatasetStore:
                 }
             )
         return rows
-
-
-def scan_dtype(attrs: dict) -> np.dtype:
-    """The original dtype of a scan, from its attributes."""
-    return np.dtype(attrs["dtype"])

@@ -8,18 +8,14 @@ complete.
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
+from bone_seg.atomic import atomic_path
+
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.partial-{os.getpid()}")
 
 
 class TiffSliceWriter:
@@ -43,14 +39,15 @@ class TiffSliceWriter:
         self.voxel_size = voxel_size
         self.overwrite = overwrite
         self.digits = max(4, len(str(max(depth - 1, 0))))
-        self._tmp = _tmp_name(self.folder)
+        self._target = atomic_path(self.folder)
+        self._tmp = self.folder
         self._z = 0
 
     def __enter__(self) -> TiffSliceWriter:
         if self.folder.exists() and not self.overwrite:
             raise FileExistsError(f"{self.folder} exists; remove it or pass overwrite=true")
-        shutil.rmtree(self._tmp, ignore_errors=True)
-        self._tmp.mkdir(parents=True)
+        self._tmp = self._target.__enter__()
+        self._tmp.mkdir()
         return self
 
     def write(self, slab: np.ndarray) -> None:
@@ -64,16 +61,10 @@ class TiffSliceWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None and self._z != self.depth:
-            exc_type = RuntimeError
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            raise RuntimeError(f"{self.folder}: wrote {self._z} of {self.depth} slices")
-        if exc_type is not None:
-            shutil.rmtree(self._tmp, ignore_errors=True)
-            return
-        if self.folder.exists():
-            shutil.rmtree(self.folder)
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._tmp, self.folder)
+            err = RuntimeError(f"{self.folder}: wrote {self._z} of {self.depth} slices")
+            self._target.__exit__(RuntimeError, err, None)  # removes the partial folder
+            raise err
+        self._target.__exit__(exc_type, exc, tb)  # renames into place, or removes on error
 
 
 def write_multipage(
@@ -92,8 +83,6 @@ def write_multipage(
     dtype = np.dtype(dtype)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; remove it or pass overwrite=true")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
     nbytes = int(np.prod(shape)) * dtype.itemsize
     big = nbytes > 2**32 - 2**25
     imagej = not big and dtype.type in _IMAGEJ_DTYPES
@@ -109,15 +98,11 @@ def write_multipage(
                 written += 1
                 yield np.ascontiguousarray(plane, dtype=dtype)
 
-    try:
+    with atomic_path(path) as tmp:
         with tifffile.TiffWriter(tmp, bigtiff=big, imagej=imagej) as tw:
             tw.write(planes(), shape=tuple(shape), dtype=dtype, **kwargs)
         if written != shape[0]:
             raise RuntimeError(f"{path}: wrote {written} of {shape[0]} slices")
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
 
 
 def _imagej_kwargs(dtype, voxel_size: float | None) -> dict:

@@ -6,7 +6,7 @@
   :func:`log_scores` — MLflow.
 """
 
-from bone_seg.metrics.confusion import check_num_classes, confusion_matrix, resolve_device
+from bone_seg.metrics.confusion import check_num_classes, confusion_matrix
 from bone_seg.metrics.counting import count_pairs, count_pairs_torch
 from bone_seg.metrics.mlflow_log import log_scores
 from bone_seg.metrics.reading import choose_slab_depth, open_labels
@@ -23,7 +23,6 @@ __all__ = [
     "format_table",
     "log_scores",
     "open_labels",
-    "resolve_device",
     "scores_from_confusion",
     "write_csv",
     "write_json",

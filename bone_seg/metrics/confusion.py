@@ -8,14 +8,13 @@ device, the slab depth or the number of threads.
 
 from __future__ import annotations
 
-import logging
 import os
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
+from bone_seg.devices import resolve_device
 from bone_seg.errors import BoneSegError
 from bone_seg.metrics.counting import (
     BLOCK,
@@ -26,41 +25,7 @@ from bone_seg.metrics.counting import (
 )
 from bone_seg.metrics.reading import choose_slab_depth, iter_slab_pairs, open_labels
 
-log = logging.getLogger(__name__)
-
 ROLES = ("reference", "prediction")
-
-
-def resolve_device(device: str | None = "auto") -> str:
-    """The device to count on: ``cpu`` (NumPy kernel) or a torch device such as ``cuda:0``.
-
-    ``auto`` (or ``None``) picks the first CUDA GPU when present, else the CPU. A CUDA device asked
-    for on a machine without one falls back to the CPU with a warning (the result is the same).
-
-    Raises:
-        BoneSegError: ``device`` is not a device name torch knows.
-    """
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(str(device))
-    except (RuntimeError, TypeError) as err:
-        raise BoneSegError(
-            f"device={device!r} is not a device name; use auto, cpu or cuda (cuda:1, ...)"
-        ) from err
-    if dev.type == "cpu":
-        return "cpu"
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            log.warning("device=%s asked for but no CUDA GPU is available: counting on the CPU",
-                        device)
-            return "cpu"
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise BoneSegError(
-                f"device={device} does not exist: this machine has {torch.cuda.device_count()} "
-                "CUDA GPU(s), cuda:0 first; use auto, cpu or an existing cuda:N"
-            )
-    return str(dev)
 
 
 def default_workers() -> int:
@@ -143,7 +108,8 @@ def confusion_matrix(
         prediction: the predicted labels, in any of the same forms.
         num_classes: C; every label of both volumes must be in ``0..C-1``.
         slab_depth: slices read per slab (default: whole Zarr shards, about 32 MiB per volume).
-        device: ``auto`` (a CUDA GPU when present, else the CPU), ``cpu`` or ``cuda[:N]``.
+        device: ``auto`` (a CUDA GPU when present, else the CPU), ``cpu`` or ``cuda[:N]``
+            (:mod:`bone_seg.devices`; a list counts on its first device).
         workers: counting threads on the CPU (default: the cores available).
         progress: show a progress bar over slices (silent when not a terminal).
 
@@ -155,32 +121,18 @@ def confusion_matrix(
             negative) in either volume; the message names the volume, the value and the fix.
     """
     num_classes = check_num_classes(num_classes)
-    volumes = (open_labels(reference, "reference"), open_labels(prediction, "prediction"))
-    ref, pred = volumes
-    if tuple(ref.shape) != tuple(pred.shape):
-        raise BoneSegError(
-            f"reference {ref.path} has shape {tuple(ref.shape)} (Z, Y, X) but prediction "
-            f"{pred.path} has shape {tuple(pred.shape)}; both must cover the same voxels — check "
-            "that the prediction was made from this reference's scan (same crop and slice range)"
-        )
-    if slab_depth is None:
-        slab_depth = choose_slab_depth(ref, pred)
-    elif isinstance(slab_depth, bool) or not isinstance(slab_depth, (int, np.integer)) or (
-        slab_depth < 1
-    ):
-        raise BoneSegError(f"slab_depth={slab_depth!r} must be a whole number ≥ 1 (or null)")
-    dev = resolve_device(device)
+    volumes = _open_pair(reference, prediction)
+    slab_depth = _slab_depth(slab_depth, *volumes)
+    dev = str(resolve_device(device))
     workers = default_workers() if workers is None else max(1, int(workers))
     total = np.zeros((num_classes, num_classes), np.int64)
     pool = ThreadPoolExecutor(workers, thread_name_prefix="iou-count") if (
         dev == "cpu" and workers > 1
     ) else None
-    bar = tqdm(
-        total=ref.shape[0], unit="slice", desc="IoU", disable=None if progress else True,
-        leave=False,
-    )
+    bar = tqdm(total=volumes[0].shape[0], unit="slice", desc="IoU",
+               disable=None if progress else True, leave=False)
     try:
-        for z0, z1, r, p in iter_slab_pairs(ref, pred, int(slab_depth)):
+        for z0, z1, r, p in iter_slab_pairs(*volumes, slab_depth):
             try:
                 if dev == "cpu":
                     total += _count_slab(r, p, num_classes, pool, workers)
@@ -194,4 +146,27 @@ def confusion_matrix(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     return total
+
+
+def _open_pair(reference, prediction) -> tuple:
+    """Both label volumes, refused unless they cover the same voxels."""
+    ref, pred = open_labels(reference, "reference"), open_labels(prediction, "prediction")
+    if tuple(ref.shape) != tuple(pred.shape):
+        raise BoneSegError(
+            f"reference {ref.path} has shape {tuple(ref.shape)} (Z, Y, X) but prediction "
+            f"{pred.path} has shape {tuple(pred.shape)}; both must cover the same voxels — check "
+            "that the prediction was made from this reference's scan (same crop and slice range)"
+        )
+    return ref, pred
+
+
+def _slab_depth(slab_depth, ref, pred) -> int:
+    """The slices per slab asked for, or whole Zarr shards of about 32 MiB per volume."""
+    if slab_depth is None:
+        return choose_slab_depth(ref, pred)
+    if isinstance(slab_depth, bool) or not isinstance(slab_depth, (int, np.integer)) or (
+        slab_depth < 1
+    ):
+        raise BoneSegError(f"slab_depth={slab_depth!r} must be a whole number ≥ 1 (or null)")
+    return int(slab_depth)
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bone_seg import records
 from bone_seg.errors import BoneSegError
 
 
@@ -38,7 +39,7 @@ def _metric_name(name: str) -> str:
 def score_metrics(scores: dict, prefix: str = "") -> dict[str, float]:
     """The MLflow metrics of a scores dict (NaN scores of absent classes left out)."""
     out = {}
-    for key, name in (("mean_iou", "miou"), ("mean_dice", "mdice")):
+    for key, name in records.MEAN_METRICS.items():
         if not math.isnan(scores[key]):
             out[f"{prefix}{name}"] = scores[key]
     for c in scores["classes"]:
@@ -99,36 +100,21 @@ def log_scores(
         BoneSegError: ``run_id`` does not exist in this tracking store, or MLflow refused the data.
     """
     from mlflow import MlflowClient
-    from mlflow.entities import Metric, Param, RunTag
     from mlflow.exceptions import MlflowException
 
     client = MlflowClient(tracking_uri=tracking_uri)
-    params = {str(k): str(v) for k, v in (params or {}).items()}
     new_run = run_id is None
     status = "FAILED"
     try:
         if new_run:
             run = client.create_run(
                 _experiment_id(client, experiment_name, tracking_uri), run_name=run_name,
-                tags={"bone_seg.app": "iou"},
+                tags={records.APP_TAG: "iou"},
             )
             run_id = run.info.run_id
         else:
-            try:
-                client.get_run(run_id)
-            except MlflowException as err:
-                raise BoneSegError(
-                    f"mlflow_run_id={run_id} is not a run of the tracking store {tracking_uri}; "
-                    "copy the id from the MLflow UI, or leave mlflow_run_id=null to start a new run"
-                ) from err
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, 0) for k, v in score_metrics(scores, prefix).items()]
-        if new_run:
-            client.log_batch(run_id, metrics=metrics, params=[Param(k, v) for k, v in
-                                                              params.items()])
-        else:
-            client.log_batch(run_id, metrics=metrics, tags=[RunTag(f"{prefix}iou.{k}", v) for
-                                                            k, v in params.items()])
+            _check_run(client, run_id, tracking_uri)
+        _log_batch(client, run_id, score_metrics(scores, prefix), params or {}, new_run, prefix)
         for path in artifacts:
             client.log_artifact(run_id, str(path), artifact_path="iou")
         status = "FINISHED"
@@ -138,3 +124,30 @@ def log_scores(
         if new_run and run_id is not None:
             client.set_terminated(run_id, status=status)
     return run_id
+
+
+def _check_run(client, run_id: str, tracking_uri: str) -> None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client.get_run(run_id)
+    except MlflowException as err:
+        raise BoneSegError(
+            f"mlflow_run_id={run_id} is not a run of the tracking store {tracking_uri}; "
+            "copy the id from the MLflow UI, or leave mlflow_run_id=null to start a new run"
+        ) from err
+
+
+def _log_batch(client, run_id: str, metrics: Mapping[str, float], params: Mapping[str, object],
+               new_run: bool, prefix: str) -> None:
+    """The metrics, and the inputs as parameters (a new run) or tags (an existing run)."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    inputs = {str(k): str(v) for k, v in params.items()}
+    if new_run:
+        client.log_batch(run_id, metrics=batch, params=[Param(k, v) for k, v in inputs.items()])
+    else:
+        client.log_batch(run_id, metrics=batch,
+                         tags=[RunTag(f"{prefix}iou.{k}", v) for k, v in inputs.items()])

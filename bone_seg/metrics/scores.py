@@ -26,7 +26,7 @@ import numpy as np
 from bone_seg.errors import BoneSegError
 
 
-def default_class_names(num_classes: int) -> list[str]:
+def _generic_names(num_classes: int) -> list[str]:
     """``class_0``, ``class_1``, ... for masks whose classes have no names."""
     return [f"class_{i}" for i in range(num_classes)]
 
@@ -38,7 +38,7 @@ def check_class_names(class_names: Sequence[str] | None, num_classes: int) -> li
         BoneSegError: the count of names differs from ``num_classes`` or a name repeats.
     """
     if class_names is None:
-        return default_class_names(num_classes)
+        return _generic_names(num_classes)
     names = [str(n) for n in class_names]
     if len(names) != num_classes:
         raise BoneSegError(
@@ -76,11 +76,7 @@ def scores_from_confusion(
         BoneSegError: ``cm`` is not a square matrix of non-negative integers, or the names do not
             match it.
     """
-    cm = np.asarray(cm)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 1:
-        raise BoneSegError(f"confusion matrix must be square (C, C), got shape {cm.shape}")
-    if cm.dtype.kind not in "iu" or (cm.size and cm.min() < 0):
-        raise BoneSegError("confusion matrix must hold non-negative integer counts")
+    cm = _check_matrix(cm)
     num_classes = cm.shape[0]
     names = check_class_names(class_names, num_classes)
     if not 0 <= background_index < num_classes:
@@ -90,28 +86,9 @@ def scores_from_confusion(
     counts = cm.astype(np.int64).tolist()  # Python ints: sums cannot overflow
     rows = [sum(r) for r in counts]
     cols = [sum(counts[i][j] for i in range(num_classes)) for j in range(num_classes)]
-    classes = []
-    for i, name in enumerate(names):
-        tp = counts[i][i]
-        fn, fp = rows[i] - tp, cols[i] - tp
-        present = rows[i] + cols[i] > 0
-        in_mean = present and (include_background or i != background_index)
-        classes.append(
-            {
-                "index": i,
-                "name": name,
-                # int / int is correctly rounded in Python: one rounding from the exact ratio
-                "iou": tp / (tp + fp + fn) if present else math.nan,
-                "dice": 2 * tp / (2 * tp + fp + fn) if present else math.nan,
-                "tp": tp,
-                "fp": fp,
-                "fn": fn,
-                "reference_voxels": rows[i],
-                "predicted_voxels": cols[i],
-                "present": present,
-                "in_mean": in_mean,
-            }
-        )
+    classes = [_class_scores(i, name, counts[i][i], rows[i], cols[i],
+                             include_background or i != background_index)
+               for i, name in enumerate(names)]
     counted = [c for c in classes if c["in_mean"]]
 
     def mean(key: str) -> float:
@@ -128,4 +105,34 @@ def scores_from_confusion(
         "classes_in_mean": [c["name"] for c in counted],
         "absent_classes": [c["name"] for c in classes if not c["present"]],
         "confusion_matrix": counts,
+    }
+
+
+def _check_matrix(cm) -> np.ndarray:
+    cm = np.asarray(cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 1:
+        raise BoneSegError(f"confusion matrix must be square (C, C), got shape {cm.shape}")
+    if cm.dtype.kind not in "iu" or (cm.size and cm.min() < 0):
+        raise BoneSegError("confusion matrix must hold non-negative integer counts")
+    return cm
+
+
+def _class_scores(i: int, name: str, tp: int, reference: int, predicted: int,
+                  countable: bool) -> dict:
+    """One class's IoU, Dice and counts; ``countable``: not a background left out of the means."""
+    fn, fp = reference - tp, predicted - tp
+    present = reference + predicted > 0
+    return {
+        "index": i,
+        "name": name,
+        # int / int is correctly rounded in Python: one rounding from the exact ratio
+        "iou": tp / (tp + fp + fn) if present else math.nan,
+        "dice": 2 * tp / (2 * tp + fp + fn) if present else math.nan,
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "reference_voxels": reference,
+        "predicted_voxels": predicted,
+        "present": present,
+        "in_mean": present and countable,
     }

@@ -10,9 +10,9 @@ import csv
 import io
 import json
 import math
-import os
 from pathlib import Path
 
+from bone_seg.atomic import write_text_atomic
 from bone_seg.table import markdown_table
 
 CSV_COLUMNS = (
@@ -59,15 +59,6 @@ def _json_safe(obj):
     return obj
 
 
-def _write_atomic(path: Path, text: str) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8", newline="")
-    os.replace(tmp, path)
-    return path
-
-
 def scores_json(scores: dict, extra: dict | None = None) -> str:
     """The scores as a JSON document (``extra`` keys such as input paths come first)."""
     doc = {**(extra or {}), **scores}
@@ -80,7 +71,7 @@ def write_json(scores: dict, path: str | Path, extra: dict | None = None) -> Pat
     Returns:
         The path written.
     """
-    return _write_atomic(Path(path), scores_json(scores, extra))
+    return write_text_atomic(path, scores_json(scores, extra))
 
 
 def scores_csv(scores: dict) -> str:
@@ -107,4 +98,4 @@ def write_csv(scores: dict, path: str | Path) -> Path:
     Returns:
         The path written.
     """
-    return _write_atomic(Path(path), scores_csv(scores))
+    return write_text_atomic(path, scores_csv(scores))

@@ -39,10 +39,13 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
+from bone_seg import records
+from bone_seg.classes import default_class_names
 from bone_seg.errors import BoneSegError
-from bone_seg.modules import factory, registry
 from bone_seg.modules.losses import build_loss_from_config
 from bone_seg.modules.optim import build_optimizer, build_scheduler
+from bone_seg.networks import registry
+from bone_seg.weights.network import create_net
 
 NET_KEYS = ("arch", "encoder", "weights", "freeze_encoder", "adapt_heads")
 DEFAULT_NET = {"arch": "unet", "encoder": "resnet18", "weights": None}
@@ -63,13 +66,6 @@ def plain(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
-
-
-def default_class_names(num_classes: int) -> list[str]:
-    """``background, bone, pores`` for 3 classes (the default task), ``class_<i>`` otherwise."""
-    if num_classes == 3:
-        return ["background", "bone", "pores"]
-    return [f"class_{i}" for i in range(num_classes)]
 
 
 class SegmentationModule(pl.LightningModule):
@@ -127,7 +123,7 @@ class SegmentationModule(pl.LightningModule):
     def configure_models(self) -> None:
         """Build ``self.net`` from ``hparams.net`` (factory: smp or smp-3d)."""
         cfg = self.hparams.net
-        self.net = factory.create_net(
+        self.net = create_net(
             cfg["arch"],
             cfg["encoder"],
             mode=self.hparams.mode,
@@ -244,7 +240,7 @@ class SegmentationModule(pl.LightningModule):
         if self.trainer.sanity_checking:
             return
         self.val_miou_best(miou)
-        self.log("val/miou_best", self.val_miou_best.compute(), sync_dist=True)
+        self.log(records.VAL_BEST, self.val_miou_best.compute(), sync_dist=True)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
@@ -273,7 +269,7 @@ class SegmentationModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ export helpers
     def net_meta(self) -> dict[str, Any]:
-        """The network fields of :class:`bone_seg.io.weights.WeightsMeta`.
+        """The network fields of :class:`bone_seg.weights.meta.WeightsMeta`.
 
         Returns:
             ``arch``, ``encoder`` (smp's spelling), ``mode``, ``in_channels``, ``slices``,

@@ -31,7 +31,6 @@ says why.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import sys
@@ -43,6 +42,8 @@ from typing import Any, Literal
 import psutil
 import torch
 
+from bone_seg.monitoring.nvml import NvmlSampler
+
 BYTES_PER_GB = 1024**3
 """Bytes in one "GB" of every ``*_gb`` value (binary gigabyte, as nvidia-smi and BONe)."""
 
@@ -53,171 +54,6 @@ log = logging.getLogger(__name__)
 
 def _gb(n_bytes: float | None) -> float | None:
     return None if n_bytes is None else n_bytes / BYTES_PER_GB
-
-
-def _as_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _norm_uuid(uuid: Any) -> str:
-    text = _as_str(uuid).strip().lower()
-    for prefix in ("gpu-", "mig-"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text
-
-
-def _load_nvml() -> tuple[Any | None, str | None]:
-    """The ``pynvml`` module (from nvidia-ml-py), or ``None`` and the reason."""
-    try:
-        return importlib.import_module("pynvml"), None
-    except ImportError as exc:  # pragma: no cover - nvidia-ml-py is a dependency
-        return None, f"pynvml (nvidia-ml-py) is not installed: {exc}"
-
-
-def _visible_nvml_indices(cuda_devices: Sequence[int], count: int) -> list[int]:
-    """NVML indices of torch CUDA devices when their UUIDs cannot be read (no CUDA in torch).
-
-    Honours a numeric ``CUDA_VISIBLE_DEVICES``; otherwise assumes both numberings agree.
-    """
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    parts = [p.strip() for p in visible.split(",") if p.strip()]
-    if parts and all(p.isdigit() for p in parts):
-        return [int(parts[d]) for d in cuda_devices if 0 <= d < len(parts)]
-    return [d for d in cuda_devices if 0 <= d < count]
-
-
-class _GpuStats:
-    """Running aggregates of one GPU (bounded memory however long the run)."""
-
-    def __init__(self, index: int, name: str | None) -> None:
-        self.index = index
-        self.name = name
-        self.baseline_used: int | None = None
-        self.peak_used: int | None = None
-        self.util_sum = 0.0
-        self.util_n = 0
-
-    def add(self, used: int | None, util: float | None) -> None:
-        if used is not None:
-            if self.baseline_used is None:
-                self.baseline_used = used
-            self.peak_used = used if self.peak_used is None else max(self.peak_used, used)
-        if util is not None:
-            self.util_sum += float(util)
-            self.util_n += 1
-
-    @property
-    def util_mean(self) -> float | None:
-        return self.util_sum / self.util_n if self.util_n else None
-
-
-class _NvmlSampler:
-    """Reads used memory and utilisation of selected GPUs through NVML."""
-
-    def __init__(
-        self, nvml: Any | None, gpus: Sequence[int | str] | Literal["all"] | None
-    ) -> None:
-        self.nvml = nvml
-        self.gpus = gpus
-        self.handles: list[tuple[int, Any]] = []
-        self.stats: dict[int, _GpuStats] = {}
-        self.reason: str | None = None
-        self._initialised = False
-
-    def open(self) -> bool:
-        """Initialise NVML and resolve the GPUs to watch; ``False`` (and a reason) if none."""
-        self.handles, self.stats, self.reason = [], {}, None
-        if self.gpus is None or (not isinstance(self.gpus, str) and len(self.gpus) == 0):
-            self.reason = "no GPU used (CPU run)"
-            return False
-        nvml = self.nvml
-        if nvml is None:
-            nvml, self.reason = _load_nvml()
-            if nvml is None:
-                return False
-            self.nvml = nvml
-        try:
-            nvml.nvmlInit()
-        except Exception as exc:  # NVMLError_LibraryNotFound, _DriverNotLoaded, ...
-            self.reason = f"NVML unavailable (no NVIDIA driver or GPU): {exc}"
-            return False
-        self._initialised = True
-        try:
-            count = int(nvml.nvmlDeviceGetCount())
-            if count == 0:
-                self.reason = "NVML reports no GPU"
-                self.close()
-                return False
-            indices = list(range(count)) if self.gpus == "all" else self._resolve(count)
-            for index in indices:
-                handle = nvml.nvmlDeviceGetHandleByIndex(index)
-                name = None
-                try:
-                    name = _as_str(nvml.nvmlDeviceGetName(handle))
-                except Exception:
-                    pass
-                self.handles.append((index, handle))
-                self.stats[index] = _GpuStats(index, name)
-        except Exception as exc:
-            self.reason = f"NVML failed while listing GPUs: {exc}"
-            self.close()
-            return False
-        if not self.handles:
-            self.reason = f"none of the GPUs {list(self.gpus)} is known to NVML"
-            self.close()
-            return False
-        return True
-
-    def _resolve(self, count: int) -> list[int]:
-        """NVML indices of the GPUs in ``self.gpus``: torch CUDA indices or UUID strings."""
-        assert not isinstance(self.gpus, str) and self.gpus is not None
-        by_uuid: dict[str, int] = {}
-        try:
-            for i in range(count):
-                handle = self.nvml.nvmlDeviceGetHandleByIndex(i)
-                by_uuid[_norm_uuid(self.nvml.nvmlDeviceGetUUID(handle))] = i
-        except Exception as exc:  # old drivers: only index fallbacks below
-            log.debug("could not read GPU UUIDs from NVML: %s", exc)
-        out: list[int] = []
-        for gpu in self.gpus:
-            if isinstance(gpu, str):  # a UUID, e.g. from another rank of a distributed run
-                if _norm_uuid(gpu) in by_uuid:
-                    out.append(by_uuid[_norm_uuid(gpu)])
-                continue
-            index = None
-            if torch.cuda.is_available():
-                try:
-                    index = by_uuid.get(_norm_uuid(torch.cuda.get_device_properties(gpu).uuid))
-                except Exception as exc:  # MIG, invalid index
-                    log.debug("could not read the UUID of CUDA device %s: %s", gpu, exc)
-            if index is None:
-                fallback = _visible_nvml_indices([int(gpu)], count)
-                index = fallback[0] if fallback else None
-            if index is not None:
-                out.append(index)
-        return list(dict.fromkeys(out))
-
-    def sample(self) -> None:
-        for index, handle in self.handles:
-            used = util = None
-            try:
-                used = int(self.nvml.nvmlDeviceGetMemoryInfo(handle).used)
-            except Exception:
-                pass
-            try:
-                util = float(self.nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-            except Exception:
-                pass
-            self.stats[index].add(used, util)
-
-    def close(self) -> None:
-        if self._initialised:
-            self._initialised = False
-            try:
-                self.nvml.nvmlShutdown()
-            except Exception:
-                pass
 
 
 def _process_memory(proc: psutil.Process, metric: MemoryMetric) -> int:
@@ -327,7 +163,7 @@ class ResourceMonitor:
         self.include_children = include_children
         self.memory_metric: MemoryMetric = memory_metric
         self.reset_torch_peak = reset_torch_peak
-        self._gpu = _NvmlSampler(nvml, gpus)
+        self._gpu = NvmlSampler(nvml, gpus)
         self._gpu_ok = False
         self._lock = threading.Lock()
         self._stop_event = threading.Event()
@@ -474,114 +310,3 @@ class ResourceMonitor:
             "memory_metric": self.memory_metric,
             "max_processes": max_procs or None,
         }
-
-
-def _max_or_none(values: Sequence[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def merge_node_summaries(summaries: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Combine the summaries of several nodes (or ranks) of one distributed run into one.
-
-    Peaks are the max over nodes (``peak_rss_gb`` is the largest *per-node* peak;
-    ``peak_rss_gb_per_node`` lists them all), GPU utilisation is the mean over every GPU of every
-    node, ``max_processes`` is summed. Per-GPU dicts get keys ``"node<n>/gpu<i>"`` when there is
-    more than one node. Summaries holding only process-level keys (``torch_peak_*``,
-    ``peak_rss_getrusage_gb``; e.g. from ranks that do not sample the node) contribute to those
-    keys only; give them ``"node_level": False``.
-
-    Args:
-        summaries: Dicts as returned by :meth:`ResourceMonitor.summary`, one per node, in node
-            order.
-
-    Returns:
-        One summary with the same keys plus ``num_nodes`` and ``peak_rss_gb_per_node``.
-    """
-    if not summaries:
-        raise ValueError("merge_node_summaries: no summaries given")
-    nodes = [s for s in summaries if s.get("node_level", True)]
-    multi = len(nodes) > 1
-
-    def per_gpu(key: str) -> dict[Any, float] | None:
-        out: dict[Any, float] = {}
-        for n, s in enumerate(nodes):
-            for index, value in (s.get(key) or {}).items():
-                out[f"node{n}/gpu{index}" if multi else index] = value
-        return out or None
-
-    def everywhere(key: str) -> float | None:
-        return _max_or_none([s.get(key) for s in summaries])
-
-    peaks, utils = per_gpu("peak_vram_gb_per_gpu"), per_gpu("gpu_util_mean_pct_per_gpu")
-    available = [s for s in nodes if s.get("gpu_available")]
-    reasons = [s.get("gpu_unavailable_reason") for s in nodes if s.get("gpu_unavailable_reason")]
-    procs = [s.get("max_processes") for s in nodes if s.get("max_processes") is not None]
-    first = nodes[0] if nodes else summaries[0]
-    return {
-        "wall_time_s": _max_or_none([s.get("wall_time_s") for s in nodes]),
-        "interval_s": first.get("interval_s"),
-        "num_samples": _max_or_none([s.get("num_samples") for s in nodes]),
-        "gpu_available": bool(available),
-        "gpu_unavailable_reason": None if available else (reasons[0] if reasons else None),
-        "gpu_count": sum(int(s.get("gpu_count") or 0) for s in nodes),
-        "gpu_names": per_gpu("gpu_names"),
-        "peak_vram_gb": max(peaks.values()) if peaks else None,
-        "peak_vram_gb_per_gpu": peaks,
-        "vram_baseline_gb_per_gpu": per_gpu("vram_baseline_gb_per_gpu"),
-        "gpu_util_mean_pct": sum(utils.values()) / len(utils) if utils else None,
-        "gpu_util_mean_pct_per_gpu": utils,
-        "torch_peak_allocated_gb": everywhere("torch_peak_allocated_gb"),
-        "torch_peak_reserved_gb": everywhere("torch_peak_reserved_gb"),
-        "peak_rss_gb": _max_or_none([s.get("peak_rss_gb") for s in nodes]),
-        "peak_rss_gb_per_node": [s.get("peak_rss_gb") for s in nodes],
-        "peak_rss_process_gb": _max_or_none([s.get("peak_rss_process_gb") for s in nodes]),
-        "peak_rss_getrusage_gb": everywhere("peak_rss_getrusage_gb"),
-        "memory_metric": first.get("memory_metric"),
-        "max_processes": sum(procs) if procs else None,
-        "num_nodes": len(nodes),
-    }
-
-
-_LINES: tuple[tuple[str, str, str], ...] = (
-    ("wall_time_s", "wall time", "{:.1f} s"),
-    ("fit_time_s", "fitting time", "{:.1f} s"),
-    ("peak_vram_gb", "peak VRAM (device)", "{:.2f} GB"),
-    ("gpu_util_mean_pct", "GPU utilisation (mean)", "{:.1f} %"),
-    ("torch_peak_allocated_gb", "peak VRAM (torch allocated)", "{:.2f} GB"),
-    ("peak_rss_gb", "peak RAM (process tree)", "{:.2f} GB"),
-    ("peak_rss_process_gb", "peak RAM (this process)", "{:.2f} GB"),
-    ("peak_rss_getrusage_gb", "peak RAM (getrusage)", "{:.2f} GB"),
-)
-
-
-def format_summary(summary: dict[str, Any], title: str = "Resources") -> str:
-    """A human-readable block of a (possibly extended) :meth:`ResourceMonitor.summary`.
-
-    Args:
-        summary: The summary dict (extra keys such as ``fit_time_s`` are shown when present).
-        title: First line.
-
-    Returns:
-        Several lines; unavailable values read ``n/a`` (with the GPU reason for GPU values).
-    """
-    lines = [f"{title}:"]
-    reason = summary.get("gpu_unavailable_reason")
-    for key, label, fmt in _LINES:
-        if key not in summary:
-            continue
-        value = summary[key]
-        if value is None:
-            text = "n/a"
-            if key in ("peak_vram_gb", "gpu_util_mean_pct") and reason:
-                text += f" ({reason})"
-        else:
-            text = fmt.format(value)
-            per_gpu = summary.get(f"{key}_per_gpu")
-            if per_gpu and len(per_gpu) > 1:
-                text += " [" + ", ".join(f"gpu {i}: {v:.2f}" for i, v in per_gpu.items()) + "]"
-            if key == "peak_rss_gb" and summary.get("max_processes"):
-                n = summary["max_processes"]
-                text += f" ({summary.get('memory_metric')}, up to {n} process{'es' * (n != 1)})"
-        lines.append(f"  {label:<28} {text}")
-    return "\n".join(lines)

@@ -10,9 +10,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+from bone_seg import atomic
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -21,12 +19,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    tmp.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic.write_text_atomic(path, text if text.endswith("\n") else text + "\n")
 
 
 def write_csv_atomic(
@@ -54,9 +47,6 @@ def save_figure_atomic(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> 
     Returns:
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    return Path(path)

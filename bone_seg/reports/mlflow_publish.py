@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 
-from bone_seg.reports.mlflow_runs import REPORT_TAG, SWEEP_TAG
+from bone_seg.records import REPORT_TAG, SWEEP_TAG
 
 
 def log_report_run(

@@ -23,23 +23,26 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bone_seg.errors import BoneSegError
+from bone_seg.records import (
+    FIT_TIME,
+    FLOPS,
+    GPU_UTIL,
+    PARAMS,
+    PEAK_VRAM,
+    REPORT_TAG,
+    SCORES_ARTIFACT,
+    SWEEP_TAG,
+    TEST_PREFIX,
+)
 from bone_seg.reports.cv_table import ScanScore, label, score_value
 from bone_seg.reports.ranking import ConfigResult
 
 DEFAULT_TRACKING_URI = "sqlite:///bone_seg_out/mlflow.db"
-SWEEP_TAG = "bone_seg.sweep"
-REPORT_TAG = "bone_seg.report"  # report runs carry the sweep tag too; they are never inputs
 PARENT_TAG = "mlflow.parentRunId"
-SCORES_ARTIFACT = "test_scores.json"
 FINISHED = "FINISHED"
 
 BATCH_SIZE_PARAM = "data.batch_size"
-MIOU_METRIC = "test/miou"
-FLOPS_METRIC = "complexity/flops_batch"
-PARAMS_METRIC = "complexity/params"
-VRAM_METRIC = "resources/peak_vram_gb"  # absent (or NaN) on CPU runs
-GPU_UTIL_METRIC = "resources/gpu_util_mean_pct"  # absent (or NaN) on CPU runs
-FIT_TIME_METRIC = "resources/fit_time_s"
+MIOU_METRIC = f"{TEST_PREFIX}miou"
 # Per-scan metric names; ``mean_iou``/``mean_dice`` (the names bone-iou's score_metrics gives
 # under a prefix) are read as aliases so a fit logging through that helper is understood too.
 _SCAN_MIOU = re.compile(r"^test/(?P<scan>.+)/(?P<name>miou|mean_iou)$")
@@ -132,15 +135,7 @@ def fetch_runs(
     """
     check_database(tracking_uri)
     client = _client(tracking_uri)
-    exp = client.get_experiment_by_name(experiment_name)
-    if exp is None:
-        names = sorted(e.name for e in client.search_experiments())
-        raise BoneSegError(
-            f"experiment {experiment_name!r} not found at {tracking_uri}; experiments present: "
-            f"{', '.join(names) or 'none'} (set logger.experiment_name=..., or "
-            "logger.tracking_uri=... to read another database)"
-        )
-    eid = exp.experiment_id
+    eid = _experiment_id(client, tracking_uri, experiment_name)
     if sweep:
         runs = _search(client, eid, f'tags."{SWEEP_TAG}" = {_quoted(sweep, "sweep")}')
         selection = f"sweep {sweep!r}"
@@ -170,6 +165,18 @@ def fetch_runs(
         )
     finished.sort(key=lambda r: (r.info.start_time or 0, r.info.run_id))
     return SweepRuns(client, tracking_uri, eid, experiment_name, selection, finished)
+
+
+def _experiment_id(client, tracking_uri: str, experiment_name: str) -> str:
+    exp = client.get_experiment_by_name(experiment_name)
+    if exp is None:
+        names = sorted(e.name for e in client.search_experiments())
+        raise BoneSegError(
+            f"experiment {experiment_name!r} not found at {tracking_uri}; experiments present: "
+            f"{', '.join(names) or 'none'} (set logger.experiment_name=..., or "
+            "logger.tracking_uri=... to read another database)"
+        )
+    return exp.experiment_id
 
 
 def _tag(run, key: str) -> str:
@@ -331,10 +338,10 @@ def config_results(sweep: SweepRuns) -> list[ConfigResult]:
             "name": name, "arch": arch, "encoder": encoder, "patch_size": label(patch),
             "miou": _run_miou(sweep.client, run),
             "batch_size": batch,
-            "gpu_util": _metric(run, GPU_UTIL_METRIC, required=False),
-            "flops": _metric(run, FLOPS_METRIC),
-            "params": _metric(run, PARAMS_METRIC),
-            "vram": _metric(run, VRAM_METRIC, required=False),
-            "fit_time": _metric(run, FIT_TIME_METRIC),
+            "gpu_util": _metric(run, GPU_UTIL, required=False),
+            "flops": _metric(run, FLOPS),
+            "params": _metric(run, PARAMS),
+            "vram": _metric(run, PEAK_VRAM, required=False),
+            "fit_time": _metric(run, FIT_TIME),
         }, where=f"run {run_id}"))
     return out

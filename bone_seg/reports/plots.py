@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from matplotlib.figure import Figure
 
 from bone_seg.reports.cv_table import ALL, CVTable, ScanScore
-from bone_seg.reports.ranking import METRICS, Ranking, SensitivityRow
+from bone_seg.reports.ranking import METRICS, Ranking
+from bone_seg.reports.sensitivity import SensitivityRow
 
 
 def _colours(n: int) -> list:

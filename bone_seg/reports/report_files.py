@@ -16,10 +16,8 @@ from bone_seg.reports.ranking import (
     SENSITIVITY_MIOU_WEIGHTS,
     ConfigResult,
     rank_configs,
-    sensitivity,
-    sensitivity_csv_rows,
-    sensitivity_markdown,
 )
+from bone_seg.reports.sensitivity import sensitivity, sensitivity_csv_rows, sensitivity_markdown
 
 SCAN_CSV_FIELDS = ("fold", "seed", "scan", "miou", "mdice")
 

@@ -40,7 +40,7 @@ def _latest_run(runs: Path, name: str) -> Path:
     return logs[-1].parent
 
 
-def run_demo(cfg: DictConfig) -> None:
+def run(cfg: DictConfig) -> None:
     """Run the stages switched on in ``cfg.stages``."""
     t0 = time.perf_counter()
     root = Path(cfg.paths.root).resolve()

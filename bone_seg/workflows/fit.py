@@ -1,8 +1,9 @@
 """The fit workflow behind ``bone-fit``: data → model → Lightning Trainer → weights → MLflow.
 
 Steps: write the resolved config; seed (always) and switch deterministic algorithms on in
-reproducibility mode; set up the ScanDataModule (folds, split — logged); build the
-SegmentationModule with the data's channels and classes; build callbacks, the MLflow logger and
+reproducibility mode; check that the data's patch size suits the network (where model and data
+meet); set up the ScanDataModule (folds, split — logged); build the SegmentationModule with the
+data's channels and classes; build callbacks, the MLflow logger and
 the Trainer from the config; fit (or resume from ``ckpt_path``; checkpoints are loaded with
 ``weights_only=True``); on global rank 0 evaluate the held-out test fold with the best weights,
 log everything to the run and end it.
@@ -23,10 +24,11 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from bone_seg import records
+from bone_seg.atomic import write_json_atomic
 from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
-from bone_seg.io.store import write_json_atomic
 from bone_seg.workflows import mlflow_run
 
 log = logging.getLogger("bone_seg.fit")
@@ -45,7 +47,7 @@ def set_reproducibility(seed: int, repro: bool) -> None:
 def run_tags(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
     """The MLflow tags of the run (docs/development.md, "MLflow records of a fit")."""
     return {
-        "bone_seg.sweep": cfg.sweep,
+        records.SWEEP_TAG: cfg.sweep,
         "fold": cfg.data.get("test_fold"),
         "seed": cfg.seed,
         "arch": cfg.model.net.arch,
@@ -55,6 +57,19 @@ def run_tags(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
         "experiment": cfg.experiment_name,
         "output_dir": cfg.paths.output_dir,
     }
+
+
+def check_patch_size(net: DictConfig, datamodule: Any) -> None:
+    """Refuse a ``data.patch_size`` (and ``data.patch_depth`` in 3D) that the network
+    ``model.net`` cannot take, naming the nearest valid sizes (:mod:`bone_seg.networks.sizes`)."""
+    from bone_seg.networks.sizes import validate_patch_size
+
+    strides = net.get("strides")
+    extra = {"strides": [list(s) for s in strides]} if strides is not None else {}
+    depth = datamodule.patch_depth if datamodule.mode == "3d" else None
+    validate_patch_size(net.arch, net.encoder or "resnet18", datamodule.patch_size,
+                        datamodule.mode, depth, in_channels=datamodule.in_channels,
+                        what="data.patch_size", depth_what="data.patch_depth", **extra)
 
 
 def build_callbacks(cfg: DictConfig, config: dict) -> list[pl.Callback]:
@@ -74,7 +89,7 @@ def build_callbacks(cfg: DictConfig, config: dict) -> list[pl.Callback]:
     return callbacks
 
 
-def run_fit(cfg: DictConfig) -> dict[str, Any]:
+def run(cfg: DictConfig) -> dict[str, Any]:
     """Fit a model as ``cfg`` says; returns the run's summary (best score, paths, run id)."""
     t0 = time.perf_counter()
     out = Path(cfg.paths.output_dir)
@@ -90,6 +105,7 @@ def run_fit(cfg: DictConfig) -> dict[str, Any]:
     set_reproducibility(int(cfg.seed), bool(cfg.repro))
 
     datamodule = instantiate(cfg.data, _convert_="all")
+    check_patch_size(cfg.model.net, datamodule)
     datamodule.setup("fit")
     if is_rank0:
         write_json_atomic(out / "splits.json", datamodule.splits)

@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from bone_seg.inference import predict_scan
-from bone_seg.io.store import write_json_atomic
+from bone_seg import records
+from bone_seg.atomic import write_json_atomic
+from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.metrics import confusion_matrix, format_table, scores_from_confusion
 from bone_seg.metrics.mlflow_log import score_metrics
 
@@ -35,22 +36,21 @@ def evaluate_test_scans(weights: Path, datamodule: Any, settings: Any,
     metrics: dict[str, float] = {}
     per_scan: dict[str, dict] = {}
     pred_dir = out / "test_predictions"
+    predict = PredictSettings.from_config(settings, overwrite=True)
     for scan_id in datamodule.splits["test"]:
         pred = pred_dir / f"{scan_id}.zarr"
-        predict_scan(weights, scan_id, pred, store_path=store, overlap=settings.overlap,
-                     blending=settings.blending, threshold=settings.threshold,
-                     batch_size=settings.batch_size, overwrite=True)
+        predict_scan(weights, scan_id, pred, store_path=store, settings=predict)
         cm = confusion_matrix(Path(store) / "scans" / scan_id / "mask", pred / "labels",
                               datamodule.num_classes, progress=False)
         scores = scores_from_confusion(cm, datamodule.class_names)
         per_scan[scan_id] = scores
-        metrics.update(score_metrics(scores, prefix=f"test/{scan_id}/"))
+        metrics.update(score_metrics(scores, prefix=records.scan_prefix(scan_id)))
         log.info("test scan %s\n%s", scan_id, format_table(scores))
-    for key, name in (("mean_iou", "miou"), ("mean_dice", "mdice")):
+    for key, name in records.MEAN_METRICS.items():
         values = [s[key] for s in per_scan.values() if not math.isnan(s[key])]
         if values:
-            metrics[f"test/{name}"] = float(np.mean(values))
-    report = out / "test_scores.json"  # the records bone-report reads (docs/development.md)
+            metrics[f"{records.TEST_PREFIX}{name}"] = float(np.mean(values))
+    report = out / records.SCORES_ARTIFACT  # the records bone-report reads
     write_json_atomic(report, [
         {"scan": scan_id, "fold": datamodule.test_fold, "seed": datamodule.seed,
          "miou": _number(s["mean_iou"]), "mdice": _number(s["mean_dice"]),

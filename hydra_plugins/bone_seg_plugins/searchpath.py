@@ -1,5 +1,5 @@
 """Adds the project folder to Hydra's search path, so the sweeps in ``sweeps/`` are a config group:
-``bone-fit -m sweeps=cv`` (see sweeps/README.md)."""
+``bone-fit -m sweeps=cv`` (each sweep file says at its top what it runs)."""
 
 from __future__ import annotations
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 from callbacks_tiny_fit import TinySeg, loaders, trainer
+from fake_nvml import FakeNVML
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 
 from bone_seg.callbacks.resources import LOGGED_KEYS, ResourceMonitorCallback
-from bone_seg.monitoring.fake_nvml import FakeNVML
 from bone_seg.monitoring.resources import BYTES_PER_GB
 
 GPU_KEYS = ("peak_vram_gb", "gpu_util_mean_pct")

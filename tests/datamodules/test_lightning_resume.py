@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from bone_seg.datamodules import ScanDataModule
+from bone_seg.datamodules.datamodule import ScanDataModule
 
 
 class Tiny(pl.LightningModule):
@@ -43,7 +43,7 @@ class Kill(pl.Callback):
 
 def _fit(store, root, workers, callbacks=(), ckpt=None, epochs=2):
     dm = ScanDataModule(str(store.path), patch_size=16, patches_per_tile=2, batch_size=4,
-                        num_workers=workers, seed=11, arch=None)
+                        num_workers=workers, seed=11)
     model = Tiny()
     saver = ModelCheckpoint(dirpath=root, every_n_train_steps=1, save_last=True, save_top_k=0)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False,

@@ -10,10 +10,10 @@ from dm_helpers import make_dm
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from bone_seg.datamodules import ScanDataModule
+from bone_seg.datamodules.datamodule import ScanDataModule
 from bone_seg.errors import BoneSegError
 from bone_seg.io.importer import ImportOptions, ScanSource, import_scans
-from bone_seg.io.weights import WeightsMeta
+from bone_seg.weights.meta import WeightsMeta
 
 CONF = Path(__file__).resolve().parents[2] / "conf" / "data" / "default.yaml"
 
@@ -77,7 +77,7 @@ def test_weights_meta_fits_the_weights_file(small_store):
 def test_the_config_file_instantiates(small_store):
     store, _ = small_store
     cfg = OmegaConf.load(CONF)
-    cfg.store, cfg.seed, cfg.arch, cfg.encoder = str(store.path), 4, "unet", "resnet18"
+    cfg.store, cfg.seed = str(store.path), 4
     cfg.patch_size, cfg.num_workers = 32, 0
     dm = instantiate(cfg, _convert_="all")
     assert isinstance(dm, ScanDataModule)
@@ -119,21 +119,12 @@ def test_bad_keys_fail_at_construction(small_store, kw, pattern):
         ({"test_fold": 1}, r"data\.test_fold=1 needs data\.num_folds"),
         ({"num_folds": 2, "test_fold": 1}, r"pool holds 1 scan.*none is left to train on"),
         ({"train_fraction": 1.0}, r"data\.train_fraction=1\.0"),
-        ({"arch": "unetplusplus", "patch_size": 40}, r"data\.patch_size=40 does not suit"),
-        ({"arch": "unet", "patch_size": 16}, r"data\.patch_size=16 does not suit"),
     ],
 )
 def test_bad_keys_fail_at_setup(small_store, kw, pattern):
     store, _ = small_store
     with pytest.raises(BoneSegError, match=pattern):
         _dm(store, **kw).setup()
-
-
-def test_a_suitable_arch_passes(small_store):
-    store, _ = small_store
-    dm = _dm(store, arch="unet", encoder="resnet18", patch_size=32)
-    dm.setup()
-    assert len(dm.train_set) > 0
 
 
 def test_overlap_warning_when_tiles_are_too_small(small_store, caplog):

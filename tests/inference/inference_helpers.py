@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bone_seg.io.weights import WeightsMeta, save_bone_weights, save_weights
-from bone_seg.modules.factory import create_net
+from bone_seg.weights.bone import save_bone_weights
+from bone_seg.weights.meta import WeightsMeta
+from bone_seg.weights.network import create_net
+from bone_seg.weights.safetensors_file import save_weights
 
 CLASSES = ["background", "bone", "pores"]
 STRIDES_3D = [[2, 2, 2], [2, 2, 2], [2, 2, 2], [2, 2, 2], [1, 2, 2]]  # depth: multiples of 16

@@ -13,7 +13,7 @@ import numpy as np
 import zarr
 from inference_helpers import save_model, scan
 
-from bone_seg.inference import predict_scan
+from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.inference.output import is_complete
 
 BIN = Path(sys.executable).parent / "bone-predict"
@@ -59,6 +59,7 @@ def test_sigkill_then_rerun_resumes_identically(tmp_path):
     assert is_complete(out)
 
     reference = tmp_path / "reference.zarr"
-    predict_scan(weights, str(src), reference, slab_depth=2, batch_size=8, progress=False)
+    predict_scan(weights, str(src), reference,
+                 settings=PredictSettings(slab_depth=2, batch_size=8, progress=False))
     np.testing.assert_array_equal(zarr.open_group(str(out), mode="r")["labels"][:],
                                   zarr.open_group(str(reference), mode="r")["labels"][:])

@@ -10,12 +10,17 @@ import zarr
 from inference_helpers import save_model, scan, tiny_model
 
 from bone_seg.errors import BoneSegError
-from bone_seg.inference import predict_scan
+from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.inference.output import PredictionOutput, is_complete
 from bone_seg.io.importer import ImportOptions, import_scans
 from bone_seg.io.sources import discover_scans
 
 FAST = {"slab_depth": 4, "batch_size": 8, "progress": False}
+
+
+def fast(**settings) -> PredictSettings:
+    """Small slabs and batches, no progress bar; ``settings`` override."""
+    return PredictSettings(**{**FAST, **settings})
 
 
 def _labels(out):
@@ -45,8 +50,8 @@ def test_modes_predict_and_report(weights, tmp_path, mode):
     shape = (20, 40, 36) if mode == "3d" else (9, 40, 36)
     np.save(tmp_path / "scan.npy", scan(shape))
     out = tmp_path / "pred.zarr"
-    report = predict_scan(weights[mode], str(tmp_path / "scan.npy"), out, confidence=True,
-                          **FAST)
+    report = predict_scan(weights[mode], str(tmp_path / "scan.npy"), out,
+                          settings=fast(confidence=True))
     labels = _labels(out)
     conf = zarr.open_group(str(out), mode="r")["confidence"][:]
     assert labels.shape == shape and labels.dtype == np.uint8 and labels.max() <= 2
@@ -66,7 +71,7 @@ def test_batch_sizes_and_reruns_bitwise_identical(weights, tmp_path):
     runs = {}
     for name, batch in (("a", 1), ("b", 8), ("c", 1)):
         predict_scan(weights["2.5d"], str(tmp_path / "scan.npy"), tmp_path / f"{name}.zarr",
-                     confidence=True, **{**FAST, "batch_size": batch})
+                     settings=fast(confidence=True, batch_size=batch))
         group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="r")
         runs[name] = group["labels"][:], group["confidence"][:]
     for name in ("b", "c"):
@@ -87,7 +92,7 @@ def test_inputs_of_every_kind_agree(weights, store, tmp_path):
     results = {}
     for name, source in sources.items():
         out = tmp_path / f"{name}.zarr"
-        predict_scan(weights["2d"], source, out, store_path=store, **FAST)
+        predict_scan(weights["2d"], source, out, store_path=store, settings=fast())
         results[name] = _labels(out)
     # a store scan uses its stored statistics, a file one streamed pass: the same numbers
     for name in sources:
@@ -98,8 +103,8 @@ def test_bone_layout_weights_predict_like_ours(tmp_path):
     ours = save_model(tmp_path / "w.safetensors", "2d")
     bone = save_model(tmp_path / "w.pth", "2d", bone=True)
     np.save(tmp_path / "scan.npy", scan((5, 40, 40)))
-    a = predict_scan(ours, str(tmp_path / "scan.npy"), tmp_path / "a.zarr", **FAST)
-    b = predict_scan(bone, str(tmp_path / "scan.npy"), tmp_path / "b.zarr", **FAST)
+    a = predict_scan(ours, str(tmp_path / "scan.npy"), tmp_path / "a.zarr", settings=fast())
+    b = predict_scan(bone, str(tmp_path / "scan.npy"), tmp_path / "b.zarr", settings=fast())
     np.testing.assert_array_equal(_labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr"))
     assert a["class_fractions"] == b["class_fractions"]
 
@@ -107,7 +112,7 @@ def test_bone_layout_weights_predict_like_ours(tmp_path):
 def test_in_process_model_and_array(tmp_path):
     net, meta = tiny_model("2d")
     vol = scan((4, 40, 40))
-    report = predict_scan((net, meta), vol, tmp_path / "p.zarr", **FAST)
+    report = predict_scan((net, meta), vol, tmp_path / "p.zarr", settings=fast())
     assert report["shape"] == [4, 40, 40] and is_complete(tmp_path / "p.zarr")
 
 
@@ -115,9 +120,9 @@ def test_resume_continues_from_recorded_slabs(weights, tmp_path):
     np.save(tmp_path / "scan.npy", scan((14, 40, 36)))
     src = str(tmp_path / "scan.npy")
     full = tmp_path / "full.zarr"
-    predict_scan(weights["3d"], src, full, **FAST)
+    predict_scan(weights["3d"], src, full, settings=fast())
     part = tmp_path / "part.zarr"
-    predict_scan(weights["3d"], src, part, **FAST)
+    predict_scan(weights["3d"], src, part, settings=fast())
     # forget slabs 1 and 3 and scribble over their data, as if the run had died before them
     progress = json.loads((part / "progress.json").read_text())
     for i in ("1", "3"):
@@ -129,7 +134,7 @@ def test_resume_continues_from_recorded_slabs(weights, tmp_path):
     group["labels"][4:8] = 7
     group["labels"][12:14] = 7
     assert not is_complete(part)
-    report = predict_scan(weights["3d"], src, part, **FAST)
+    report = predict_scan(weights["3d"], src, part, settings=fast())
     assert report["slabs_done_before"] == 2 and report["voxels_predicted"] == 6 * 40 * 36
     np.testing.assert_array_equal(_labels(part), _labels(full))
     assert is_complete(part)
@@ -140,14 +145,14 @@ def test_resume_continues_from_recorded_slabs(weights, tmp_path):
 def test_other_settings_refused_unless_overwrite(weights, tmp_path):
     np.save(tmp_path / "scan.npy", scan((4, 40, 36)))
     src, out = str(tmp_path / "scan.npy"), tmp_path / "p.zarr"
-    predict_scan(weights["2d"], src, out, **FAST)
+    predict_scan(weights["2d"], src, out, settings=fast())
     with pytest.raises(BoneSegError, match="other weights, scan or settings.*threshold"):
-        predict_scan(weights["2d"], src, out, threshold=0.9, **FAST)
-    predict_scan(weights["2d"], src, out, threshold=0.9, overwrite=True, **FAST)
+        predict_scan(weights["2d"], src, out, settings=fast(threshold=0.9))
+    predict_scan(weights["2d"], src, out, settings=fast(threshold=0.9, overwrite=True))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.txt").write_text("x")
     with pytest.raises(BoneSegError, match="not a bone-predict output"):
-        predict_scan(weights["2d"], src, tmp_path / "other", **FAST)
+        predict_scan(weights["2d"], src, tmp_path / "other", settings=fast())
 
 
 def test_output_refuses_to_complete_with_missing_slabs(tmp_path):
@@ -161,44 +166,45 @@ def test_bad_inputs(weights, store, tmp_path):
     np.save(tmp_path / "scan.npy", scan((4, 40, 36)))
     src = str(tmp_path / "scan.npy")
     with pytest.raises(BoneSegError, match="no such file"):
-        predict_scan(tmp_path / "missing.safetensors", src, tmp_path / "a.zarr", **FAST)
+        predict_scan(tmp_path / "missing.safetensors", src, tmp_path / "a.zarr", settings=fast())
     with pytest.raises(BoneSegError, match="no scan 'nope'.*s1, s2"):
-        predict_scan(weights["2d"], "nope", tmp_path / "b.zarr", store_path=store, **FAST)
+        predict_scan(weights["2d"], "nope", tmp_path / "b.zarr", store_path=store, settings=fast())
     with pytest.raises(BoneSegError, match="no such file or folder, and no dataset store"):
-        predict_scan(weights["2d"], "nope", tmp_path / "b.zarr", store_path=None, **FAST)
+        predict_scan(weights["2d"], "nope", tmp_path / "b.zarr", store_path=None, settings=fast())
     nan = scan((4, 40, 36)).astype(np.float32)
     nan[2, 5, 5] = np.nan
     np.save(tmp_path / "nan.npy", nan)
     with pytest.raises(BoneSegError, match="NaN.*slice 2"):
-        predict_scan(weights["2d"], str(tmp_path / "nan.npy"), tmp_path / "c.zarr", **FAST)
+        predict_scan(weights["2d"], str(tmp_path / "nan.npy"), tmp_path / "c.zarr", settings=fast())
     np.save(tmp_path / "rgb.npy", np.zeros((2, 8, 8, 3), np.uint8))
     with pytest.raises(BoneSegError, match="colour"):
-        predict_scan(weights["2d"], str(tmp_path / "rgb.npy"), tmp_path / "d.zarr", **FAST)
+        predict_scan(weights["2d"], str(tmp_path / "rgb.npy"), tmp_path / "d.zarr", settings=fast())
     with pytest.raises(BoneSegError, match="tiff"):
-        predict_scan(weights["2d"], src, tmp_path / "e.zarr", tiff="png", **FAST)
+        predict_scan(weights["2d"], src, tmp_path / "e.zarr", settings=fast(tiff="png"))
 
 
 def test_mode_channel_mismatch(tmp_path):
     net, _ = tiny_model("2d")               # one input channel
     _, meta = tiny_model("2.5d")            # metadata says 3 slices
     with pytest.raises(BoneSegError, match="2.5d input.*3 channel"):
-        predict_scan((net, meta), scan((4, 40, 36)), tmp_path / "a.zarr", **FAST)
-    from bone_seg.io.weights import save_weights
+        predict_scan((net, meta), scan((4, 40, 36)), tmp_path / "a.zarr", settings=fast())
+    from bone_seg.weights.safetensors_file import save_weights
 
     save_weights(tmp_path / "w.safetensors", net.state_dict(), meta)
     with pytest.raises(BoneSegError):
-        predict_scan(tmp_path / "w.safetensors", scan((4, 40, 36)), tmp_path / "b.zarr", **FAST)
+        predict_scan(tmp_path / "w.safetensors", scan((4, 40, 36)), tmp_path / "b.zarr",
+                     settings=fast())
 
 
 def test_scan_smaller_than_window_and_tiff_export(weights, tmp_path):
     np.save(tmp_path / "tiny.npy", scan((3, 12, 20)))
     out = tmp_path / "tiny.zarr"
-    report = predict_scan(weights["3d"], str(tmp_path / "tiny.npy"), out, tiff="multipage",
-                          **FAST)
+    report = predict_scan(weights["3d"], str(tmp_path / "tiny.npy"), out,
+                          settings=fast(tiff="multipage"))
     assert _labels(out).shape == (3, 12, 20)
     np.testing.assert_array_equal(tifffile.imread(report["tiff"]), _labels(out))
     predict_scan(weights["2d"], str(tmp_path / "tiny.npy"), tmp_path / "t2.zarr",
-                 tiff="folder", **FAST)
+                 settings=fast(tiff="folder"))
     assert len(list((tmp_path / "t2").glob("*.tif"))) == 3
 
 
@@ -206,8 +212,8 @@ def test_two_workers_share_the_slabs_identically(weights, tmp_path):
     """The several-GPU code path (one thread per device, contiguous shares of slabs), on CPU."""
     np.save(tmp_path / "scan.npy", scan((22, 40, 36)))
     src = str(tmp_path / "scan.npy")
-    one = predict_scan(weights["3d"], src, tmp_path / "one.zarr", device="cpu", **FAST)
-    two = predict_scan(weights["3d"], src, tmp_path / "two.zarr", device="cpu,cpu", **FAST)
+    one = predict_scan(weights["3d"], src, tmp_path / "one.zarr", settings=fast(device="cpu"))
+    two = predict_scan(weights["3d"], src, tmp_path / "two.zarr", settings=fast(device="cpu,cpu"))
     assert two["devices"] == ["cpu", "cpu"]
     np.testing.assert_array_equal(_labels(tmp_path / "one.zarr"), _labels(tmp_path / "two.zarr"))
     assert one["confidence"] == two["confidence"]
@@ -232,7 +238,7 @@ def test_auto_batch_size_follows_free_memory(monkeypatch):
 
 def test_cli_config_default_output_and_auto_batch(weights, store, tmp_path):
     from bone_seg.cli.app import compose_config
-    from bone_seg.cli.predict import run
+    from bone_seg.workflows.predict import run
 
     cfg = compose_config("predict", [f"weights={weights['2d']}", "scan=s2",
                                      f"store_path={store}", f"paths.root={tmp_path}",

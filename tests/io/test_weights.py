@@ -14,19 +14,16 @@ import pytest
 import torch
 
 from bone_seg.errors import BoneSegError
-from bone_seg.io.weights import (
-    BONE_ARCH_NAMES,
+from bone_seg.networks.registry import BONE_ARCH_NAMES
+from bone_seg.weights.bone import (
     BONE_METADATA_KEYS,
-    FORMAT_VERSION,
-    WeightsMeta,
     bone_metadata,
-    load_any_weights,
     load_bone_weights,
-    load_weights,
     save_bone_weights,
-    save_weights,
-    weights_format,
 )
+from bone_seg.weights.detect import load_any_weights, weights_format
+from bone_seg.weights.meta import FORMAT_VERSION, WeightsMeta
+from bone_seg.weights.safetensors_file import load_weights, save_weights
 
 
 def make_meta(**overrides) -> WeightsMeta:
@@ -408,3 +405,22 @@ def test_header_length_beginning_like_a_pickle_is_still_ours(tmp_path: Path) -> 
     assert weights_format(path) == "safetensors"
     state, loaded = load_any_weights(path)
     assert loaded.config == {"pad": "x" * n} and state.keys() == make_state().keys()
+
+
+def test_bone_export_writes_a_weights_file_in_bone_layout(tmp_path):
+    from bone_seg.cli.app import compose_config
+    from bone_seg.workflows.export import run
+
+    ours = save_weights(tmp_path / "best.safetensors", make_state(), make_meta())
+    out = tmp_path / "model.pth"
+    cfg = compose_config("export", [f"weights={ours}", f"out={out}", f"paths.root={tmp_path}"])
+    assert run(cfg) == str(out)
+    assert weights_format(out) == "torch"
+    state, meta = load_any_weights(out)
+    assert meta == load_weights(ours)[1]
+    assert all(torch.equal(state[k], v) for k, v in make_state().items())
+    with pytest.raises(BoneSegError, match=r"model\.pth exists; choose another out"):
+        run(cfg)
+    both = compose_config("export", [f"weights={ours}", "source=x.npy", f"out={out}"])
+    with pytest.raises(BoneSegError, match="exactly one of scan=<id>"):
+        run(both)

@@ -6,12 +6,13 @@ import sys
 import numpy as np
 import pytest
 import tifffile
+import torch
 import zarr
 
+from bone_seg.devices import resolve_device
 from bone_seg.errors import BoneSegError
 from bone_seg.io.volume import ArrayVolume
 from bone_seg.metrics import choose_slab_depth, confusion_matrix, count_pairs, count_pairs_torch
-from bone_seg.metrics.confusion import resolve_device
 
 
 def reference_cm(ref: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -96,17 +97,20 @@ def test_torch_kernel_equals_numpy_kernel():
         np.testing.assert_array_equal(count_pairs_torch(ref, pred, num_classes, "cpu"), expected)
 
 
-def test_gpu_request_without_gpu_degrades_to_the_same_counts():
+def test_every_device_name_counts_the_same_and_a_missing_gpu_is_refused():
     rng = np.random.default_rng(6)
     ref, pred = labels(rng, (4, 16, 16), 3)
     expected = reference_cm(ref, pred, 3)
-    for device in ("auto", "cpu", "cuda"):
+    for device in ("auto", "cpu", "cpu,cpu"):
         np.testing.assert_array_equal(
             confusion_matrix(ref, pred, 3, device=device, progress=False), expected
         )
-    assert resolve_device("cpu") == "cpu"
-    with pytest.raises(BoneSegError, match="device='gpux' is not a device name"):
+    assert str(resolve_device("cpu")) == "cpu"
+    with pytest.raises(BoneSegError, match="device='gpux': use auto, cpu, cuda"):
         resolve_device("gpux")
+    if not torch.cuda.is_available():  # the same refusal as bone-predict's (bone_seg.devices)
+        with pytest.raises(BoneSegError, match="device=cuda: no CUDA GPU is visible here"):
+            confusion_matrix(ref, pred, 3, device="cuda", progress=False)
 
 
 def _zarr(path, data, chunks, shards=None):

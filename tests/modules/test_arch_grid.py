@@ -15,7 +15,7 @@ from model_helpers import CLASS_NAMES, one_step, random_batch
 
 from bone_seg.errors import BoneSegError
 from bone_seg.modules.segmentation import SegmentationModule
-from bone_seg.modules.sizes import input_size_rule, validate_patch_size
+from bone_seg.networks.sizes import input_size_rule, validate_patch_size
 
 ARCHS = ("unet", "unetplusplus", "deeplabv3plus", "segformer")
 ENCODERS = ("resnet18", "resnet50", "efficientnet-b3", "mit_b1")

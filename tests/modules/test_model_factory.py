@@ -7,8 +7,9 @@ import segmentation_models_pytorch as smp
 import torch
 
 from bone_seg.errors import BoneSegError
-from bone_seg.modules import registry
-from bone_seg.modules.factory import create_net, resolve_spec
+from bone_seg.networks import registry
+from bone_seg.networks.factory import resolve_spec
+from bone_seg.weights.network import create_net
 
 
 def test_registries_are_smps_own() -> None:
@@ -35,7 +36,7 @@ def test_unknown_architecture_lists_the_valid_ones() -> None:
 def test_unknown_encoder_gives_close_matches_and_how_to_list() -> None:
     with pytest.raises(BoneSegError, match="did you mean .*resnet18") as info:
         create_net("unet", "resnet-18")
-    assert "python -m bone_seg.modules.registry 2d" in str(info.value)
+    assert "python -m bone_seg.networks.registry 2d" in str(info.value)
     with pytest.raises(BoneSegError, match="'efficentnet_b3' is not a timm model; did you mean"):
         create_net("unet", "tu-efficentnet_b3")
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bone_seg.errors import BoneSegError
-from bone_seg.modules.factory import create_net
-from bone_seg.modules.sizes import input_size_rule, validate_patch_size
+from bone_seg.networks.sizes import input_size_rule, validate_patch_size
+from bone_seg.weights.network import create_net
 
 
 def runs(arch: str, encoder: str, shape: tuple[int, ...], mode: str = "2d", **kwargs) -> bool:

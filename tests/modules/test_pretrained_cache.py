@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 
 from bone_seg.errors import BoneSegError
-from bone_seg.modules.factory import create_net
+from bone_seg.weights.network import create_net
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from bone_seg.errors import BoneSegError
-from bone_seg.io.weights import WeightsMeta
 from bone_seg.modules.segmentation import SegmentationModule
+from bone_seg.weights.meta import WeightsMeta
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 EPOCHS = 3

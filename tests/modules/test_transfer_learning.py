@@ -9,9 +9,11 @@ import torch
 from model_helpers import CLASS_NAMES, one_step, random_batch
 
 from bone_seg.errors import BoneSegError
-from bone_seg.io.weights import WeightsMeta, save_bone_weights, save_weights
-from bone_seg.modules.factory import create_net, load_net
 from bone_seg.modules.segmentation import SegmentationModule
+from bone_seg.weights.bone import save_bone_weights
+from bone_seg.weights.meta import WeightsMeta
+from bone_seg.weights.network import create_net, load_net
+from bone_seg.weights.safetensors_file import save_weights
 
 NO_TRAINER = {"name": "none"}
 

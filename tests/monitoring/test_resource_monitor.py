@@ -9,14 +9,10 @@ import time
 import psutil
 import pytest
 import torch
+from fake_nvml import FakeNVML
 
-from bone_seg.monitoring.fake_nvml import FakeNVML
-from bone_seg.monitoring.resources import (
-    BYTES_PER_GB,
-    ResourceMonitor,
-    format_summary,
-    merge_node_summaries,
-)
+from bone_seg.monitoring.resources import BYTES_PER_GB, ResourceMonitor
+from bone_seg.monitoring.summary import format_summary, merge_node_summaries
 
 MIB = 1024**2
 

@@ -16,7 +16,7 @@ from bone_seg.io.sources import discover_scans
 from bone_seg.io.store import DatasetStore
 from bone_seg.io.volume import open_volume
 from bone_seg.phantom import CLASS_OF, PRESETS, STRUCTURES, generate, generate_slabs, get_preset
-from bone_seg.phantom.write import write_phantom
+from bone_seg.workflows.phantom import write_phantom
 
 BIN = Path(sys.executable).parent
 

@@ -8,14 +8,9 @@ import re
 import pytest
 
 from bone_seg.errors import BoneSegError
-from bone_seg.reports.ranking import (
-    ConfigResult,
-    paper_weights,
-    rank_configs,
-    sensitivity,
-    sensitivity_markdown,
-)
+from bone_seg.reports.ranking import ConfigResult, paper_weights, rank_configs
 from bone_seg.reports.report_files import write_rank_report
+from bone_seg.reports.sensitivity import sensitivity, sensitivity_markdown
 
 KEYS = ("miou", "batch_size", "gpu_util", "flops", "params", "vram", "fit_time")
 HIGHER = {"miou", "batch_size", "gpu_util"}

@@ -9,8 +9,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from bone_seg.cli.app import compose_config
-from bone_seg.modules.factory import create_net
-from bone_seg.modules.sizes import validate_patch_size
+from bone_seg.networks.sizes import validate_patch_size
+from bone_seg.weights.network import create_net
 
 
 def sweep_jobs(sweep: str, extra: tuple[str, ...] = ()) -> list[list[str]]:

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 from fit_helpers import assert_same_tensors, fit_command, last_state, run_dirs, run_fit
 
-from bone_seg.io.weights import load_weights
+from bone_seg.weights.safetensors_file import load_weights
 
 pytestmark = pytest.mark.slow
 

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from bone_seg.errors import BoneSegError
-from bone_seg.modules import registry
+from bone_seg.networks import registry
 
 HF_FILES = ("config.json", "model.safetensors")  # what smp 0.6 fetches for an encoder
 TIMM_HF_FILES = ("model.safetensors", "pytorch_model.bin")

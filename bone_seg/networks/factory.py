@@ -1,35 +1,31 @@
-"""Build a segmentation network from an architecture and an encoder name (smp / smp-3d).
+"""Bare segmentation networks from an architecture and an encoder name (smp / smp-3d).
 
-One call, like smp's own ``create_model``::
-
-    net = create_net("unet", "resnet18", mode="2d", in_channels=1, num_classes=3)
-
-- ``mode`` ``2d`` and ``2.5d`` (``in_channels`` = k adjacent slices) use
+- :func:`resolve_spec` checks names, channels, classes and extra smp keyword arguments
+  (``mode`` ``2d`` and ``2.5d``, ``in_channels`` = k adjacent slices, use
   segmentation_models_pytorch; ``3d`` uses segmentation_models_pytorch_3d, input
-  ``(B, C, D, H, W)``.
-- Every smp architecture and encoder is accepted (names from smp's registries, see
-  :mod:`bone_seg.modules.registry`); combinations smp cannot build raise a
+  ``(B, C, D, H, W)``). Every smp architecture and encoder is accepted (names from smp's
+  registries, see :mod:`bone_seg.networks.registry`); combinations smp cannot build raise a
   :class:`~bone_seg.errors.BoneSegError` carrying smp's reason.
-- ``weights``: ``None`` (random), a pretrained name such as ``imagenet`` (from the local cache
-  only, see :mod:`bone_seg.modules.pretrained`), or the path of a weights file (ours or BONe's)
-  for transfer learning. ``freeze_encoder`` stops the encoder's parameters and normalisation
-  statistics from changing.
+- :func:`build_net` instantiates the network of a spec.
+- :func:`load_state_into` copies a state dict into a network, naming every key that does not fit.
+- :func:`freeze_encoder_of` stops the encoder's parameters and normalisation statistics from
+  changing.
+
+A network *with* weights (pretrained, or from a weights file) is
+:func:`bone_seg.weights.network.create_net`.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from bone_seg.errors import BoneSegError
-from bone_seg.io.weights import WeightsMeta, load_any_weights
-from bone_seg.modules import pretrained, registry
+from bone_seg.errors import BoneSegError, positive_int
+from bone_seg.networks import registry
 
 # set through other keys, or incompatible with logits for our losses
 RESERVED_KWARGS = {
@@ -64,18 +60,12 @@ class NetSpec:
         return f"{self.arch}/{self.encoder} ({self.mode}, in_channels={self.in_channels})"
 
 
-def _tuples(value: Any) -> Any:
+def as_tuples(value: Any) -> Any:
     """Lists (from YAML/JSON) as tuples, the form smp's defaults take."""
     if isinstance(value, list | tuple):
-        return tuple(_tuples(v) for v in value)
+        return tuple(as_tuples(v) for v in value)
     if isinstance(value, Mapping):
-        return {k: _tuples(v) for k, v in value.items()}
-    return value
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BoneSegError(f"{name}={value!r} must be a positive integer")
+        return {k: as_tuples(v) for k, v in value.items()}
     return value
 
 
@@ -96,11 +86,11 @@ def resolve_spec(
     mode = registry.check_mode(mode)
     arch = registry.resolve_arch(arch, mode)
     encoder = registry.resolve_encoder(encoder, mode)
-    in_channels = _positive_int(in_channels, "in_channels")
+    in_channels = positive_int(in_channels, "in_channels")
     if mode == "2.5d" and (in_channels < 3 or in_channels % 2 == 0):
         raise BoneSegError(f"in_channels={in_channels}: 2.5d mode stacks an odd number (>= 3) of "
                            "adjacent slices as channels (the mask is the centre slice's)")
-    num_classes = _positive_int(num_classes, "num_classes")
+    num_classes = positive_int(num_classes, "num_classes")
     if num_classes < 2:
         raise BoneSegError(f"num_classes={num_classes}: segmentation needs at least 2 classes")
     for key in kwargs:
@@ -113,7 +103,7 @@ def resolve_spec(
         valid = sorted(k for k in params if k not in RESERVED_KWARGS)
         raise BoneSegError(f"model.net has option(s) {unknown} that smp's {arch} ({mode}) does "
                            f"not take; valid: {', '.join(valid)}")
-    return NetSpec(arch, encoder, mode, in_channels, num_classes, _tuples(dict(kwargs)))
+    return NetSpec(arch, encoder, mode, in_channels, num_classes, as_tuples(dict(kwargs)))
 
 
 def build_net(spec: NetSpec, encoder_weights: Any = None, **extra: Any) -> nn.Module:
@@ -133,75 +123,6 @@ def build_net(spec: NetSpec, encoder_weights: Any = None, **extra: Any) -> nn.Mo
         reason = str(err).strip().strip("'\"") or type(err).__name__
         raise BoneSegError(f"smp cannot build {spec.describe()}: {reason}. Choose another "
                            "architecture/encoder pair") from None
-
-
-def create_net(
-    arch: str = "unet",
-    encoder: str = "resnet18",
-    *,
-    mode: str = "2d",
-    in_channels: int = 1,
-    num_classes: int = 3,
-    weights: str | os.PathLike | None = None,
-    freeze_encoder: bool = False,
-    adapt_heads: bool = False,
-    **kwargs: Any,
-) -> nn.Module:
-    """Build a network, optionally with pretrained or transferred weights.
-
-    Args:
-        arch: smp architecture name (``unet``, ``unetplusplus``, ``deeplabv3plus``,
-            ``segformer``, ...; BONe's display names are accepted too).
-        encoder: smp encoder name (``resnet18``, ``efficientnet-b3``, ``mit_b1``, ``tu-...``).
-        mode: ``2d``, ``2.5d`` or ``3d``.
-        in_channels: input channels (1; the slice count k in 2.5D).
-        num_classes: output classes.
-        weights: ``None``/``null``/``random``; a pretrained weights name of the encoder
-            (``imagenet``...) read from the local cache only; or a weights file (bone_seg
-            ``.safetensors`` or BONe ``.pth``) whose state dict must match the network.
-        freeze_encoder: keep the encoder's parameters and normalisation statistics fixed.
-        adapt_heads: with a weights file, leave the first convolution and the segmentation head
-            freshly initialised when their shapes differ (other channels/classes than the file).
-        **kwargs: extra keyword arguments of the smp class (e.g. ``decoder_attention_type``,
-            3D ``strides``).
-
-    Returns:
-        The network (an smp ``SegmentationModel``).
-
-    Raises:
-        BoneSegError: unknown names, unbuildable combination, weights not cached, unreadable or
-            mismatching weights file.
-    """
-    spec = resolve_spec(arch, encoder, mode, in_channels, num_classes, **kwargs)
-    transfer: tuple[Path, dict[str, torch.Tensor], WeightsMeta] | None = None
-    if pretrained.is_random(weights):
-        net = build_net(spec)
-    elif Path(str(weights)).expanduser().is_file():
-        file = Path(str(weights)).expanduser()
-        transfer = (file, *load_any_weights(file))  # a bad file fails before the build
-        net = build_net(spec)
-    elif isinstance(weights, str) and weights in pretrained.pretrained_names(spec.encoder,
-                                                                               spec.mode):
-        found = pretrained.resolve_pretrained(spec.encoder, weights, spec.mode)
-        with pretrained.hub_offline(found.hf_offline):
-            net = build_net(spec, found.encoder_weights, **found.extra_kwargs)
-    elif _looks_like_path(weights):
-        raise BoneSegError(f"model.net.weights={str(weights)!r}: no such weights file")
-    else:  # an unknown pretrained name: the resolver explains
-        pretrained.resolve_pretrained(spec.encoder, str(weights), spec.mode)
-        raise AssertionError("unreachable")  # pragma: no cover
-    if transfer is not None:
-        file, state, meta = transfer
-        load_state_into(net, state, source=str(file), meta=meta, adapt_heads=adapt_heads)
-    if freeze_encoder:
-        freeze_encoder_of(net)
-    return net
-
-
-def _looks_like_path(weights: Any) -> bool:
-    text = str(weights)
-    return isinstance(weights, os.PathLike) or os.sep in text or "/" in text or \
-        Path(text).suffix.lower() in {".safetensors", ".pth", ".pt", ".ckpt", ".bin"}
 
 
 def _strip(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -228,7 +149,7 @@ def load_state_into(
     state_dict: Mapping[str, torch.Tensor],
     *,
     source: str = "weights",
-    meta: WeightsMeta | None = None,
+    meta: Any = None,
     adapt_heads: bool = False,
 ) -> list[str]:
     """Copy ``state_dict`` into ``net``: every key present and every shape equal.
@@ -237,7 +158,8 @@ def load_state_into(
         net: the network.
         state_dict: its weights (``net.``/``module.`` prefixes are removed).
         source: the file name, for messages.
-        meta: the file's metadata, to say what the file holds when it does not fit.
+        meta: the file's :class:`~bone_seg.weights.meta.WeightsMeta`, to say what the file
+            holds when it does not fit.
         adapt_heads: tolerate shape differences in the first convolution (input channels) and
             the segmentation head (classes); those stay as initialised.
 
@@ -300,19 +222,3 @@ def freeze_encoder_of(net: nn.Module) -> None:
         p.requires_grad_(False)
     _norms_eval(encoder)
     encoder.register_forward_pre_hook(_norms_eval)
-
-
-def load_net(path: str | os.PathLike) -> tuple[nn.Module, WeightsMeta]:
-    """Rebuild the network stored in a weights file (ours or BONe's), for prediction.
-
-    Returns:
-        ``(net in eval mode, meta)``.
-
-    Raises:
-        BoneSegError: unreadable file, or weights that do not fit the network it describes.
-    """
-    state, meta = load_any_weights(path)
-    net = create_net(meta.arch, meta.encoder, mode=meta.mode, in_channels=meta.in_channels,
-                     num_classes=meta.num_classes, **meta.net_kwargs)
-    load_state_into(net, state, source=str(path), meta=meta)
-    return net.eval(), meta

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from bone_seg.errors import BoneSegError
-from bone_seg.modules import factory
+from bone_seg.networks import factory
 
 SEARCH_STEPS = 8
 
@@ -161,15 +161,7 @@ def validate_patch_size(
             sizes.
     """
     mode = factory.registry.check_mode(mode)
-    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
-        raise BoneSegError(f"{what}={patch_size!r} must be a positive integer")
-    if mode == "3d":
-        if isinstance(patch_depth, bool) or not isinstance(patch_depth, int) or patch_depth < 1:
-            raise BoneSegError(f"{depth_what}={patch_depth!r} must be a positive integer in 3d "
-                               "mode")
-        shape: tuple[int, ...] = (patch_depth, patch_size, patch_size)
-    else:
-        shape = (patch_size, patch_size)
+    shape = _patch_shape(patch_size, patch_depth, mode, what, depth_what)
     net, _ = _skeleton_for(arch, encoder, mode, in_channels, net_kwargs)
     rule = input_size_rule(arch, encoder, mode, in_channels=in_channels, **net_kwargs)
     label = f"{factory.registry.resolve_arch(arch, mode)}/{encoder} ({mode})"
@@ -195,6 +187,19 @@ def validate_patch_size(
                else f"none within {SEARCH_STEPS} steps of {rule.multiple}")
     raise BoneSegError(f"{_format(shape, mode, names)} does not work in {label}: {failure}; "
                        f"nearest sizes that work: {nearest}")
+
+
+def _patch_shape(patch_size: int, patch_depth: int | None, mode: str, what: str,
+                 depth_what: str) -> tuple[int, ...]:
+    """``(D, H, W)`` in 3D, ``(H, W)`` otherwise; sizes must be positive integers."""
+    if isinstance(patch_size, bool) or not isinstance(patch_size, int) or patch_size < 1:
+        raise BoneSegError(f"{what}={patch_size!r} must be a positive integer")
+    if mode != "3d":
+        return (patch_size, patch_size)
+    if isinstance(patch_depth, bool) or not isinstance(patch_depth, int) or patch_depth < 1:
+        raise BoneSegError(f"{depth_what}={patch_depth!r} must be a positive integer in 3d "
+                           "mode")
+    return (patch_depth, patch_size, patch_size)
 
 
 def _format(shape: tuple[int, ...], mode: str, names: tuple[str, ...] | None = None) -> str:

@@ -1,4 +1,5 @@
-"""Write phantoms as a user's scans would be: ``<out>/<id>/image/`` and ``mask/`` TIFF slices.
+"""``bone-phantom`` (conf/phantom.yaml): synthetic phantoms written as a user's scans would be,
+``<out>/<id>/image/`` and ``mask/`` TIFF slices (the generator is :mod:`bone_seg.phantom`).
 
 ``phantom.json`` (preset, seed, shape, dtype, voxel size, class names, voxel counts per class and
 per structure) is written last: a scan folder without it is incomplete and is generated again.
@@ -10,20 +11,38 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from bone_seg.atomic import write_json_atomic
+from bone_seg.classes import DEFAULT_CLASS_NAMES
 from bone_seg.errors import BoneSegError
-from bone_seg.io.store import write_json_atomic
 from bone_seg.io.tiff_writer import TiffSliceWriter
-from bone_seg.phantom.generate import generate_slabs
-from bone_seg.phantom.presets import get_preset
+from bone_seg.phantom import generate_slabs, get_preset
 
-CLASS_NAMES = ["background", "bone", "pores"]
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> list[str]:
+    """Generate one scan (``preset=``) or the set ``phantom_set``."""
+    if cfg.preset:
+        shape = OmegaConf.to_container(cfg.shape) if cfg.shape is not None else None
+        scan_id = cfg.id or f"{cfg.preset}_{cfg.seed}"
+        folder = write_phantom(cfg.out, scan_id, cfg.preset, cfg.seed, shape,
+                               OmegaConf.to_container(cfg.params, resolve=True), cfg.overwrite,
+                               cfg.slab_depth, progress=True)
+        log.info("phantom %s written to %s", scan_id, folder)
+        return [scan_id]
+    scans = OmegaConf.to_container(cfg.phantom_set.scans, resolve=True)
+    ids = make_phantom_set(cfg.out, scans, workers=cfg.workers, overwrite=cfg.overwrite)
+    log.info("%d phantom scans in %s: %s", len(ids), cfg.out, ", ".join(ids))
+    return ids
 
 
 def _request(preset, seed: int) -> dict:
@@ -76,8 +95,9 @@ def write_phantom(out_dir: str | Path, scan_id: str, preset_name: str, seed: int
     bar.close()
     totals["packed_bones"] = preset.n_bones
     write_json_atomic(folder / "phantom.json", {
-        **request, "id": scan_id, "voxel_size": preset.voxel_size, "class_names": CLASS_NAMES,
-        "class_counts": classes, "structure_counts": totals})
+        **request, "id": scan_id, "voxel_size": preset.voxel_size,
+        "class_names": list(DEFAULT_CLASS_NAMES), "class_counts": classes,
+        "structure_counts": totals})
     return folder
 
 

@@ -8,7 +8,7 @@ seconds). Nothing here is a hand-written list: architectures are smp's
 plus ``tu-<model>`` for every model of timm (``timm_3d`` for 3D).
 
 BONe's display names (``U-Net``, ``UNet++``, ``DeepLabV3+``, ...) are accepted as aliases of smp's
-names; see :data:`bone_seg.io.weights.BONE_ARCH_NAMES`.
+names (:data:`BONE_ARCH_NAMES`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,24 @@ from collections.abc import Callable
 from types import ModuleType
 
 from bone_seg.errors import BoneSegError
-from bone_seg.io.weights import BONE_ARCH_NAMES
+
+# smp architecture name -> BONe's display name (its GUI menus; DLFit 2.0.0), accepted as aliases
+BONE_ARCH_NAMES = {
+    "unet": "U-Net",
+    "unetplusplus": "UNet++",
+    "fpn": "FPN",
+    "pspnet": "PSPNet",
+    "deeplabv3plus": "DeepLabV3+",
+    "linknet": "Linknet",
+    "manet": "MAnet",
+    "upernet": "UPerNet",
+    "segformer": "Segformer",
+    "pan": "PAN",
+}
 
 MODES = ("2d", "2.5d", "3d")
 TIMM_PREFIX = "tu-"
-LIST_HINT = "python -m bone_seg.modules.registry"
+LIST_HINT = "python -m bone_seg.networks.registry"
 
 
 def check_mode(mode: str) -> str:

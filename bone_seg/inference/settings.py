@@ -1,0 +1,63 @@
+"""How a scan is predicted: one settings object, built from ``conf/predict.yaml`` (``bone-predict``)
+or ``conf/fit.yaml``'s ``test`` node (the fit's test-fold evaluation), passed by keyword."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from bone_seg.errors import BoneSegError
+
+TIFF_FORMATS = ("folder", "multipage")
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictSettings:
+    """Settings of :func:`bone_seg.inference.run.predict_scan`.
+
+    Attributes:
+        chunk_size, chunk_depth, overlap, blending, threshold, micro_batch, amp, compile,
+            channels_last: see :class:`~bone_seg.inference.predictor.Predictor`.
+        batch_size: windows prepared per step, or ``auto`` (from free memory).
+        slab_depth: slices written (and recorded as done) at a time.
+        device: see :mod:`bone_seg.devices`; ``auto`` / ``cuda`` use every visible GPU, each
+            taking a contiguous share of the slabs.
+        confidence: also store the per-voxel confidence.
+        tiff: also export the labels as TIFF: ``folder`` (``<out without .zarr>/``) or
+            ``multipage`` (``<out without .zarr>.tif``); None: no TIFF.
+        overwrite: replace an output made with other weights, scan or settings.
+        progress: show a progress bar (when on a terminal).
+    """
+
+    chunk_size: int | None = None
+    chunk_depth: int | None = None
+    overlap: float = 0.25
+    blending: str = "gaussian"
+    threshold: float = 0.5
+    batch_size: int | str = "auto"
+    micro_batch: int = 4
+    slab_depth: int = 16
+    device: str = "auto"
+    amp: bool = True
+    compile: bool = False
+    channels_last: bool = True
+    confidence: bool = False
+    tiff: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.batch_size is None:
+            object.__setattr__(self, "batch_size", "auto")
+        b = self.batch_size
+        if b != "auto" and (isinstance(b, bool) or not isinstance(b, int) or b < 1):
+            raise BoneSegError(f"batch_size={b!r}: a positive integer or auto")
+        if self.tiff not in (None, *TIFF_FORMATS):
+            raise BoneSegError(f"tiff={self.tiff!r}: use null, folder or multipage")
+
+    @classmethod
+    def from_config(cls, node: Mapping[str, Any], **fixed: Any) -> PredictSettings:
+        """The settings a config node gives (keys of other meaning are ignored), then ``fixed``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: node[k] for k in node if k in names}, **fixed)

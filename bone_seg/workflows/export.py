@@ -1,0 +1,61 @@
+"""``bone-export`` (conf/export.yaml): a stored array or any volume → a TIFF stack for
+Fiji/ImageJ, or a weights file → BONe DLFit's ``.pth`` layout (to use the model in BONe)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from bone_seg.errors import BoneSegError
+from bone_seg.io.export import export_tiff
+from bone_seg.io.store import DatasetStore
+from bone_seg.io.volume import ArrayVolume, open_volume
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> str:
+    """Export ``scan``/``array`` of the store, ``source`` or ``weights`` to ``out``."""
+    if sum(bool(cfg[k]) for k in ("scan", "source", "weights")) != 1:
+        raise BoneSegError(
+            "say what to export with exactly one of scan=<id> (with array=image|mask), "
+            "source=<volume path> or weights=<weights file> (to BONe's .pth layout)"
+        )
+    if cfg.weights:
+        return str(_export_weights(Path(cfg.weights), Path(cfg.out), cfg.overwrite))
+    volume, voxel_size, prefix = _volume(cfg)
+    out = export_tiff(volume, cfg.out, cfg.format, prefix=prefix, voxel_size=voxel_size,
+                      slab_depth=cfg.store.shard_depth, overwrite=cfg.overwrite)
+    log.info("wrote %s (%s, %s slices of %s px, %s)", out, cfg.format, volume.shape[0],
+             "×".join(map(str, volume.shape[1:])), volume.dtype)
+    return str(out)
+
+
+def _volume(cfg: DictConfig):
+    """The volume to export, its voxel size (store scans) and the slice file prefix."""
+    if not cfg.scan:
+        return open_volume(cfg.source), None, cfg.prefix or Path(cfg.source).stem
+    scan = DatasetStore(cfg.store_path).open_scan(cfg.scan)
+    if cfg.array not in ("image", "mask"):
+        raise BoneSegError(f"array={cfg.array!r} is not known; use image or mask")
+    arr = scan.image if cfg.array == "image" else scan.mask
+    if arr is None:
+        raise BoneSegError(f"scan {cfg.scan} has no mask; export array=image")
+    return (ArrayVolume(arr, f"{scan.path}/{cfg.array}"), scan.attrs.get("voxel_size"),
+            cfg.prefix or f"{cfg.scan}_{cfg.array}")
+
+
+def _export_weights(weights: Path, out: Path, overwrite: bool) -> Path:
+    """Write ``weights`` (ours or BONe's) in BONe's ``.pth`` layout at ``out``."""
+    from bone_seg.weights.bone import save_bone_weights
+    from bone_seg.weights.detect import load_any_weights
+
+    if out.exists() and not overwrite:
+        raise BoneSegError(f"out={out} exists; choose another out=... or pass overwrite=true")
+    state, meta = load_any_weights(weights)
+    save_bone_weights(out, state, meta)
+    log.info("wrote %s (BONe DLFit layout: %s/%s, %s, %d classes)", out, meta.arch, meta.encoder,
+             meta.mode, meta.num_classes)
+    return out

@@ -1,0 +1,33 @@
+"""``bone-predict``: segment a scan with a weights file (conf/predict.yaml)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from bone_seg.inference import PredictSettings, predict_scan
+from bone_seg.inference.scan import scan_name
+
+log = logging.getLogger(__name__)
+
+
+def run(cfg: DictConfig) -> dict:
+    """Predict a scan into a Zarr group (optionally TIFF too) and log the report's figures."""
+    settings = PredictSettings.from_config(cfg)
+    out = Path(cfg.out) if cfg.out else Path(cfg.predictions) / f"{scan_name(cfg.scan)}.zarr"
+    report = predict_scan(str(cfg.weights), str(cfg.scan), out, store_path=cfg.store_path,
+                          settings=settings)
+    conf = report["confidence"]
+    log.info("labels: %s/labels (%s slabs, %s done before this run)", out, report["slabs"],
+             report["slabs_done_before"])
+    log.info("%.1f s, %.3f Mvoxel/s, peak RAM %.2f GB%s", report["wall_time_s"],
+             (report["voxels_per_s"] or 0) / 1e6, report["peak_rss_gb"] or 0,
+             f", peak VRAM {report['peak_vram_gb']:.2f} GB" if report["peak_vram_gb"] else "")
+    log.info("confidence: mean %.4f; %.3f%% of voxels reassigned to background (threshold %s)",
+             conf["mean"] or 0, 100 * (conf["reassigned_to_background"] or 0), cfg.threshold)
+    if report["tiff"]:
+        log.info("TIFF: %s", report["tiff"])
+    log.info("report: %s", out / "report.json")
+    return report
