@@ -27,7 +27,7 @@ from bone_seg.morphometry.connectivity import Connectivity, StreamedConnectivity
 from bone_seg.morphometry.distance import anisotropy, certified_max_sq
 from bone_seg.morphometry.distribution import Distribution
 from bone_seg.morphometry.slice_geometry import COLUMNS, slice_geometry
-from bone_seg.morphometry.source import checked_labels
+from bone_seg.morphometry.source import checked_labels, open_label_volume
 from bone_seg.morphometry.thickness import Painter, halo_slices, slab_thickness_sq
 
 #: Working bytes per voxel of a slab and its halo (labels, masks, float32 distances, canvas).
@@ -96,17 +96,21 @@ class ScanResult:
 
 
 class ScanAnalysis:
-    """The two passes over one volume; :meth:`first_pass` checks every label before any output."""
+    """The two passes over one volume; :meth:`first_pass` checks every label before any output.
 
-    def __init__(self, volume: Volume, voxel_size_um, options: Options):
-        self.volume = volume
+    ``volume`` is a path, an array or a :class:`~bone_seg.io.volume.Volume`; ``voxel_size_um``
+    is ``(z, y, x)`` in µm, or ``None`` for results in voxel units.
+    """
+
+    def __init__(self, volume: Volume | np.ndarray | str, voxel_size_um, options: Options):
+        self.volume = open_label_volume(volume, "labels")
         self.options = options
-        self.shape = tuple(int(s) for s in volume.shape)
+        self.shape = tuple(int(s) for s in self.volume.shape)
         self.depth = self.options.depth_for(self.shape)
         spacing = (1.0, 1.0, 1.0) if voxel_size_um is None else voxel_size_um
         self.aniso = anisotropy(spacing)
         self.result = ScanResult(
-            path=str(volume.path), shape=self.shape,
+            path=str(self.volume.path), shape=self.shape,
             voxel_size_um=None if voxel_size_um is None else tuple(voxel_size_um),
             class_counts=np.zeros(options.num_classes, np.int64), slices={},
             connectivity=Connectivity(0, None, None, None), bone_windows=np.zeros(256, np.int64),
@@ -189,7 +193,7 @@ class ScanAnalysis:
                 write(z0, slab_map)
 
 
-def analyze(volume: Volume, voxel_size_um, options: Options | None = None,
+def analyze(volume: Volume | np.ndarray | str, voxel_size_um, options: Options | None = None,
             write: Callable[[int, np.ndarray], None] | None = None) -> ScanResult:
     """Both passes over ``volume``; see :class:`ScanAnalysis`."""
     analysis = ScanAnalysis(volume, voxel_size_um, options or Options())
