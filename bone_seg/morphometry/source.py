@@ -46,7 +46,7 @@ def open_label_volume(source, role: str) -> Volume:
     return volume
 
 
-def stored_voxel_size(volume: Volume) -> list[float] | None:
+def stored_voxel_size(volume: Volume):
     """The voxel size recorded with a Zarr array (its attributes or its group's, as a store scan's
     mask has), or ``None``."""
     path = Path(getattr(volume, "path", ""))
@@ -60,11 +60,11 @@ def stored_voxel_size(volume: Volume) -> list[float] | None:
         except Exception:  # noqa: BLE001 - a parent that is no Zarr node simply has no size
             continue
         if value is not None:
-            return value if isinstance(value, list) else [value]
+            return value
     return None
 
 
-def _as_spacing(value, where: str) -> tuple[float, float, float]:
+def _as_spacing(value, where: str, fix: str) -> tuple[float, float, float]:
     values = list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
     try:
         numbers = [float(v) for v in values]
@@ -73,7 +73,7 @@ def _as_spacing(value, where: str) -> tuple[float, float, float]:
     if len(numbers) not in (1, 3) or not all(math.isfinite(v) and v > 0 for v in numbers):
         raise BoneSegError(
             f"{where}: voxel size {value!r} is not one positive number or three [z, y, x] (µm); "
-            f"pass voxel_size=<µm>, voxel_size=[z,y,x] or voxel_size={VOXELS}"
+            f"{fix}pass voxel_size=<µm>, voxel_size=[z,y,x] or voxel_size={VOXELS}"
         )
     return tuple(numbers * 3 if len(numbers) == 1 else numbers)  # type: ignore[return-value]
 
@@ -90,11 +90,12 @@ def resolve_voxel_size(option, volumes: Sequence[Volume]) -> tuple[float, float,
     if option == VOXELS:
         return None
     if option is not None:
-        return _as_spacing(option, "voxel_size")
+        return _as_spacing(option, "voxel_size", "")
     for volume in volumes:
         stored = stored_voxel_size(volume)
         if stored is not None:
-            return _as_spacing(stored, f"{volume.path} (attribute voxel_size)")
+            return _as_spacing(stored, f"{volume.path} (attribute voxel_size)",
+                               "correct the attribute or ")
     names = ", ".join(str(v.path) for v in volumes)
     raise BoneSegError(
         f"{names}: no voxel size recorded; pass voxel_size=<µm> (or [z,y,x] for anisotropic "

@@ -56,7 +56,7 @@ def test_measures_equal_whole_volume_computations():
     assert m["BS"] == pytest.approx(mesh_surface_area(verts.astype(np.float64), tri),
                                     rel=MESH_RTOL)
     assert m["BS/BV"] == pytest.approx(m["BS"] / m["BV"])
-    for phase, mask, key in (("bone", bone, "B.Th"), ("pores", pores, "Po.Th")):
+    for mask, key in ((bone, "B.Th"), (pores, "Po.Th")):
         t = 2 * np.sqrt(brute_thickness_sq(mask, anisotropy(voxel_size))[mask]) * 6.0
         assert m[key] == pytest.approx(t.mean()) and m[f"{key}.SD"] == pytest.approx(t.std())
         assert m[f"{key}.Max"] == pytest.approx(t.max())
