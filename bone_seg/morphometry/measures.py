@@ -113,17 +113,26 @@ def scan_measures(res: ScanResult, bone_label: int = 1, pore_label: int = 2) -> 
     return out
 
 
-def histogram_edges(results: list[ScanResult], bins: int) -> dict[str, np.ndarray]:
-    """Thickness bin edges per phase, ``0 .. largest thickness`` of that phase in all ``results``
-    (so that a reference and a prediction share their bins)."""
+def histogram_edges(results: list[ScanResult], bins: int | None = None) -> dict[str, np.ndarray]:
+    """Thickness bin edges per phase from 0 to the largest thickness of that phase in all
+    ``results`` (so that a reference and a prediction share their bins).
+
+    ``bins=None``: bins one smallest voxel spacing wide (local thickness takes discrete values
+    ``2√s`` voxels, so narrower bins show gaps, not structure); else ``bins`` equal bins.
+    """
     edges = {}
     for phase in ("bone", "pores"):
-        top = 0.0
+        top, width = 0.0, 1.0
         for res in results:
             dist = res.thickness.get(phase)
+            width = res.thickness_scale
             if dist is not None and dist.voxels:
                 top = max(top, float(dist.thickness(res.thickness_scale)[-1]))
-        edges[phase] = np.linspace(0.0, top if top > 0 else 1.0, int(bins) + 1)
+        if bins is None:
+            n = max(1, math.ceil(top / width - 1e-9))
+            edges[phase] = np.arange(n + 1) * width
+        else:
+            edges[phase] = np.linspace(0.0, top if top > 0 else 1.0, int(bins) + 1)
     return edges
 
 

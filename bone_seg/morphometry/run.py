@@ -57,6 +57,12 @@ def options_from(cfg: DictConfig) -> Options:
                    max_slab_mb=float(cfg.max_slab_mb), progress=True)
 
 
+def _bins(value) -> int | None:
+    if value is None:
+        return None
+    return _whole(value, "histogram_bins", 1, 100_000)
+
+
 def _roles(cfg: DictConfig) -> dict[str, str]:
     if cfg.labels and not (cfg.reference or cfg.prediction):
         return {"": str(cfg.labels)}
@@ -106,7 +112,11 @@ def _write_outputs(results: dict[str, ScanResult], cfg: DictConfig, out: Path,
     unit = units(next(iter(results.values())).voxel_size_um is not None)
     values = {role: scan_measures(res, cfg.bone_label, cfg.pore_label)
               for role, res in results.items()}
-    edges = histogram_edges(list(results.values()), cfg.histogram_bins)
+    for role, res in results.items():
+        if not values[role]["BV.vox"]:
+            log.warning("%s: no bone voxel (label %d): BV = 0; bone thickness, BS/BV, Δχ and "
+                        "connectivity are null", res.path, cfg.bone_label)
+    edges = histogram_edges(list(results.values()), _bins(cfg.histogram_bins))
     for role, res in results.items():
         write_slices_csv(res, out / f"{_stem(cfg.name, role)}_slices.csv")
     if "" in results:
@@ -132,6 +142,7 @@ def _write_outputs(results: dict[str, ScanResult], cfg: DictConfig, out: Path,
 def run(cfg: DictConfig) -> dict:
     """Measure ``labels`` (or ``reference`` and ``prediction``); write JSON, CSV, PNG, Zarr."""
     options = options_from(cfg)
+    _bins(cfg.histogram_bins)
     volumes = _open(_roles(cfg))
     size = cfg.voxel_size
     size = OmegaConf.to_object(size) if OmegaConf.is_config(size) else size

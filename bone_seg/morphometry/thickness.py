@@ -36,23 +36,38 @@ from bone_seg.morphometry.distance import PAD, distance_sq, reach
 BATCH = 2**22
 
 
-def ridge(d2: np.ndarray, zone: tuple[int, int], table: BallTable) -> np.ndarray:
-    """Flat indices (into ``d2``) of the zone's phase voxels whose sphere no neighbour contains.
+def candidates(d2: np.ndarray, zone: tuple[int, int], core: tuple[int, int], az: float
+               ) -> np.ndarray:
+    """Flat indices (into ``d2``) of the zone's phase voxels whose sphere reaches the core.
 
     Args:
-        d2: padded squared distances of the slab (``(n, Y + 2, X + 2)``; neighbours of zone
-            voxels must be inside it and exact).
-        zone: ``(lo, hi)`` slab-relative slices whose centres are wanted.
-        table: the ball table of this phase.
+        d2: padded squared distances of the slab (``(n, Y + 2, X + 2)``).
+        zone: ``(lo, hi)`` slab-relative slices where centres may lie.
+        core: ``(z0, z1)`` slab-relative slices to paint.
+        az: slice spacing in distance units.
     """
     lo, hi = zone
-    flat = d2.reshape(-1)
     plane = d2.shape[1] * d2.shape[2]
     idx = np.flatnonzero(d2[lo:hi].reshape(-1) > 0) + lo * plane
-    s = flat[idx].astype(np.float64)
+    z = idx // plane
+    gap = np.maximum(np.maximum(core[0] - z, z - (core[1] - 1)), 0) * az
+    return idx[gap * gap < d2.reshape(-1)[idx]]
+
+
+def ridge(d2: np.ndarray, idx: np.ndarray, table: BallTable) -> np.ndarray:
+    """The voxels of ``idx`` (flat indices into ``d2``) whose sphere no neighbour's contains.
+
+    Args:
+        d2: padded squared distances of the slab; the neighbours of ``idx`` must be exact.
+        idx: candidate centres.
+        table: the ball table of this phase.
+    """
+    flat = d2.reshape(-1)
+    plane = d2.shape[1] * d2.shape[2]
+    levels, level_of = np.unique(flat[idx], return_inverse=True)
     keep = np.ones(idx.size, bool)
     for k, (dz, dy, dx) in enumerate(NEIGHBOURS):
-        bound = table.contained_bound(s, k)
+        bound = table.contained_bound(levels.astype(np.float64), k)[level_of]
         step = dz * plane + dy * d2.shape[2] + dx
         for sign in (1, -1):
             neighbour = idx + sign * step
@@ -63,65 +78,78 @@ def ridge(d2: np.ndarray, zone: tuple[int, int], table: BallTable) -> np.ndarray
 
 
 class Painter:
-    """Paints the largest containing sphere of every voxel, radius by radius."""
+    """Paints the largest containing sphere of every voxel, radius by radius.
+
+    The canvas is padded so that no sphere leaves it and flat offsets never wrap: by the largest
+    reach in Y and X, by twice it in Z (a centre lies up to one reach beyond the core).
+    """
 
     def __init__(self, table: BallTable, plane_shape: tuple[int, int]):
         self.table = table
         a = table.aniso
-        self.ry, self.rx = reach(table.max_sq, a[1]), reach(table.max_sq, a[2])
+        rz, self.ry, self.rx = (reach(table.max_sq, step) for step in a)
+        self.rz = 2 * rz  # canvas padding in Z
         self.shape_yx = (plane_shape[0] + 2 * self.ry, plane_shape[1] + 2 * self.rx)
         self.plane = self.shape_yx[0] * self.shape_yx[1]
         self.offsets = table.dz * self.plane + table.dy * self.shape_yx[1] + table.dx
 
     def paint(self, depth: int, zyx: tuple[np.ndarray, ...], s: np.ndarray) -> np.ndarray:
-        """Max over spheres of their squared radius, on a ``(depth, Y + 2ry, X + 2rx)`` canvas.
+        """Max over spheres of their squared radius, on the canvas of ``depth`` core slices.
 
         Args:
-            depth: slices of the canvas (the core); parts of spheres outside it are dropped.
-            zyx: centre coordinates (slice relative to the canvas, may lie outside it; row and
-                column of the unpadded slice).
+            depth: slices of the core.
+            zyx: centre coordinates (slice relative to the core, within one reach of it; row
+                and column of the unpadded slice).
             s: squared radii of the centres.
+
+        Returns:
+            The padded canvas, ``(depth + 2rz, Y + 2ry, X + 2rx)``; the core is
+            ``[rz : rz + depth, ry : ry + Y, rx : rx + X]``.
         """
-        canvas = np.zeros((depth, *self.shape_yx), np.float32)
+        canvas = np.zeros((depth + 2 * self.rz, *self.shape_yx), np.float32)
+        if s.size == 0:
+            return canvas
         flat = canvas.reshape(-1)
-        z, y, x = zyx
-        centres = z * self.plane + (y + self.ry) * self.shape_yx[1] + (x + self.rx)
+        index = np.int32 if flat.size < 2**31 else np.int64
+        z, y, x = (np.asarray(c, np.int64) for c in zyx)
+        centres = ((z + self.rz) * self.plane + (y + self.ry) * self.shape_yx[1]
+                   + (x + self.rx)).astype(index)
         order = np.argsort(-s, kind="stable")
         s, centres, z, y, x = s[order], centres[order], z[order], y[order], x[order]
         levels, starts = np.unique(-s, return_index=True)
         ends = np.append(starts[1:], s.size)
+        offsets = self.offsets.astype(index)
         for level, a, b in zip(-levels, starts, ends, strict=True):
             if level <= self.table.covered_sq:
-                self._paint_table(flat, centres[a:b], float(level))
+                self._paint_table(flat, centres[a:b], offsets, float(level))
             else:
                 for i in range(a, b):
-                    self._paint_box(canvas, (int(z[i]), int(y[i]), int(x[i])), float(level))
+                    centre = (int(z[i]) + self.rz, int(y[i]) + self.ry, int(x[i]) + self.rx)
+                    self._paint_box(canvas, centre, float(level))
         return canvas
 
-    def _paint_table(self, flat: np.ndarray, centres: np.ndarray, level: float) -> None:
-        offsets = self.offsets[: int(self.table.count(level))]
+    def _paint_table(self, flat: np.ndarray, centres: np.ndarray, offsets: np.ndarray,
+                     level: float) -> None:
+        offsets = offsets[: int(self.table.count(level))]
         value = np.float32(level)
         step = max(1, BATCH // max(1, offsets.size))
         for i in range(0, centres.size, step):
             idx = (centres[i : i + step, None] + offsets[None, :]).reshape(-1)
-            idx = idx[(idx >= 0) & (idx < flat.size)]
             flat[idx[flat[idx] < value]] = value
 
     def _paint_box(self, canvas: np.ndarray, centre: tuple[int, int, int], level: float) -> None:
-        """One sphere too large for the table, one slice box at a time."""
+        """One sphere too large for the table, one slice box at a time (canvas coordinates)."""
         az, ay, ax = self.table.aniso
         cz, cy, cx = centre
         value = np.float32(level)
         for dz in range(-reach(level, az), reach(level, az) + 1):
             rest = level - (dz * az) ** 2
-            z = cz + dz
-            if rest <= 0 or not 0 <= z < canvas.shape[0]:
+            if rest <= 0:
                 continue
             ry, rx = reach(rest, ay), reach(rest, ax)
             oy, ox = np.arange(-ry, ry + 1), np.arange(-rx, rx + 1)
             disk = ((oy * ay) ** 2)[:, None] + ((ox * ax) ** 2)[None, :] < rest
-            box = canvas[z, cy + self.ry - ry : cy + self.ry + ry + 1,
-                         cx + self.rx - rx : cx + self.rx + rx + 1]
+            box = canvas[cz + dz, cy - ry : cy + ry + 1, cx - rx : cx + rx + 1]
             np.maximum(box, np.where(disk, value, np.float32(0)), out=box)
 
 
@@ -156,10 +184,11 @@ def slab_thickness_sq(
     r = reach(table.max_sq, table.aniso[0])
     zone = (max(lo, z0 - r) - lo, min(hi, z1 + r) - lo)
     d2 = distance_sq(phase, lo == 0, hi == depth, table.aniso)
-    centres = ridge(d2, zone, table)
+    centres = ridge(d2, candidates(d2, zone, (z0 - lo, z1 - lo), table.aniso[0]), table)
     s = d2.reshape(-1)[centres].astype(np.float64)
     z, y, x = np.unravel_index(centres, d2.shape)
     canvas = painter.paint(z1 - z0, (z - (z0 - lo), y - PAD, x - PAD), s)
     height, width = phase.shape[1:]
-    out = canvas[:, painter.ry : painter.ry + height, painter.rx : painter.rx + width]
+    out = canvas[painter.rz : painter.rz + z1 - z0, painter.ry : painter.ry + height,
+                 painter.rx : painter.rx + width]
     return np.where(phase[z0 - lo : z1 - lo], out, np.float32(0))
