@@ -25,28 +25,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from predict_memory import timed  # peak RSS under /usr/bin/time -v (benchmarks/ is on sys.path)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BIN = Path(sys.executable).parent
-
-
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """``(peak RSS in MiB, seconds)`` of ``cmd`` run under ``/usr/bin/time -v``."""
-    start = time.perf_counter()
-    run = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if run.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
-    kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", run.stderr).group(1))
-    return kib / 1024, seconds
 
 
 def phantom_mask(root: Path, preset: str, depth: int, size: int) -> tuple[np.ndarray, float]:
@@ -84,30 +72,38 @@ def our_thickness(mask: np.ndarray) -> np.ndarray:
     return 2 * np.sqrt(slab_thickness_sq(mask, (0, depth), (0, depth), depth, painter))
 
 
+def _seconds(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
 def throughput(labels: np.ndarray, voxel_size: float) -> None:
-    """Mvoxel/s of our local thickness, porespy's, and of our whole analysis."""
+    """Mvoxel/s of our local thickness against porespy's, per phase, and of our whole analysis."""
     import porespy as ps
 
     from bone_seg.morphometry import Options, analyze
 
-    bone = labels == 1
-    mvox = bone.size / 1e6
+    mvox = labels.size / 1e6
     ps.filters.local_thickness(np.pad(np.ones((6, 6, 6), bool), 2))  # compile numba first
-    start = time.perf_counter()
-    ours = our_thickness(bone)
-    t_ours = time.perf_counter() - start
-    start = time.perf_counter()
-    theirs = 2 * ps.filters.local_thickness(bone)
-    t_ps = time.perf_counter() - start
-    start = time.perf_counter()
-    analyze(labels, (voxel_size,) * 3, Options(slab_depth=8, progress=False))
-    t_all = time.perf_counter() - start
-    print(f"bone local thickness of {bone.shape} ({bone.mean():.1%} bone): ours (exact) "
-          f"{t_ours:.2f} s = {mvox / t_ours:.2f} Mvoxel/s, porespy (25 binned radii) {t_ps:.2f} s "
-          f"= {mvox / t_ps:.2f} Mvoxel/s -> ours / porespy {t_ps / t_ours:.2f}x faster")
-    print(f"  mean thickness (voxels): ours {ours[bone].mean():.3f}, porespy "
-          f"{theirs[bone].mean():.3f}; whole analysis (every measure, both phases, 8-slice "
-          f"slabs): {t_all:.2f} s = {mvox / t_all:.2f} Mvoxel/s")
+    for name, label in (("bone", 1), ("pores", 2)):
+        mask = labels == label
+        ours, t_ours = _seconds(our_thickness, mask)
+        top = int(np.ceil(ours.max() / 2))
+        print(f"{name} ({mask.mean():.1%} of {labels.shape}): ours (exact) {t_ours:.2f} s = "
+              f"{mvox / t_ours:.2f} Mvoxel/s, mean thickness {ours[mask].mean():.3f} voxels")
+        for label_ps, sizes in (("25 binned radii, its default", 25),
+                                (f"every integer radius 1..{top}", np.arange(1, top + 1))):
+            radius, t_ps = _seconds(ps.filters.local_thickness, mask, sizes=sizes)
+            print(f"  porespy ({label_ps}): {t_ps:.2f} s = {mvox / t_ps:.2f} Mvoxel/s, mean "
+                  f"{2 * radius[mask].mean():.3f} voxels -> ours / porespy speed "
+                  f"{t_ps / t_ours:.2f}x")
+    for depth in (None, 8):
+        _, t_all = _seconds(analyze, labels, (voxel_size,) * 3,
+                            Options(slab_depth=depth, progress=False))
+        what = "default slabs (64 MiB)" if depth is None else f"{depth}-slice slabs"
+        print(f"whole analysis (every measure, both phases, {what}): {t_all:.2f} s = "
+              f"{mvox / t_all:.2f} Mvoxel/s")
 
 
 def memory(root: Path, labels: np.ndarray, voxel_size: float) -> None:

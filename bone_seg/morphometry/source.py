@@ -15,8 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from bone_seg.errors import BoneSegError
-from bone_seg.io.fast_zarr import fast_zarr_reads
-from bone_seg.io.volume import ArrayVolume, Volume, open_volume
+from bone_seg.io.volume import Volume, open_any
 
 #: ``voxel_size=voxels``: results in voxel units.
 VOXELS = "voxels"
@@ -28,15 +27,7 @@ def open_label_volume(source, role: str) -> Volume:
     Raises:
         BoneSegError: no source given, or it cannot be read.
     """
-    if isinstance(source, (str, Path)):
-        if not str(source):
-            raise BoneSegError(f"{role}: no path given; set {role}=<label volume>")
-        with fast_zarr_reads():
-            volume = open_volume(source)
-    elif callable(getattr(source, "read", None)) and hasattr(source, "shape"):
-        volume = source
-    else:
-        volume = ArrayVolume(source, f"<{role} array>")
+    volume = open_any(source, role)
     kind = np.dtype(volume.dtype).kind
     if kind not in "biuf":
         raise BoneSegError(
