@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bone_seg.errors import BoneSegError
+from bone_seg.io.store import ChunkLayout
 from bone_seg.io.volume import Volume
 from bone_seg.morphometry.balls import BallTable
 from bone_seg.morphometry.connectivity import Connectivity, StreamedConnectivity
@@ -34,6 +35,9 @@ from bone_seg.morphometry.thickness import Painter, halo_slices, slab_thickness_
 BYTES_PER_VOXEL = 24
 
 PHASES = ("bone", "pores")
+
+#: Slices per shard of the dataset store's layout (and of the thickness map).
+SHARD_DEPTH = ChunkLayout().shard_depth
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,10 @@ class Options:
                 raise BoneSegError(f"slab_depth={self.slab_depth!r} must be a whole number ≥ 1")
             return min(int(self.slab_depth), shape[0])
         per_slice = shape[1] * shape[2] * BYTES_PER_VOXEL
-        return max(1, min(shape[0], int(self.max_slab_mb * 2**20 // per_slice)))
+        depth = max(1, int(self.max_slab_mb * 2**20 // per_slice))
+        if depth >= SHARD_DEPTH:  # whole shards of the thickness map per slab
+            depth -= depth % SHARD_DEPTH
+        return min(shape[0], depth)
 
 
 @dataclass

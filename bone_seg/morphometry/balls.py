@@ -19,8 +19,9 @@ import math
 
 import numpy as np
 
-#: Largest table (offsets); larger spheres are painted box by box instead of from the table.
-MAX_TABLE = 2**21
+#: Largest table (offsets, ~16 bytes each with the painter's); larger spheres are painted box by
+#: box instead of from the table.
+MAX_TABLE = 2**20
 
 #: Relative slack of the containment test: never removes a sphere on a rounding tie (squared
 #: distances are integers for isotropic voxels, where this slack is far below 1).
@@ -39,7 +40,7 @@ def _offsets(radius_sq: float, aniso: tuple[float, float, float]) -> tuple[np.nd
     dz, dy, dx = (g[idx] for g, idx in zip(axes, np.nonzero(inside), strict=True))
     o2 = o2[inside]
     order = np.argsort(o2, kind="stable")
-    return o2[order], dz[order], dy[order], dx[order]
+    return (o2[order], *(d[order].astype(np.int16) for d in (dz, dy, dx)))
 
 
 def _table_radius_sq(max_sq: float, aniso: tuple[float, float, float]) -> float:
@@ -54,9 +55,11 @@ class BallTable:
 
     Attributes:
         o2: squared lengths of the offsets, ascending (float64).
-        dz, dy, dx: the offsets (int64).
+        dz, dy, dx: the offsets (int16).
         covered_sq: every ball with ``s ≤ covered_sq`` is a prefix of the table.
-        prefix_max: for each of :data:`NEIGHBOURS`, the running maximum of ``|p − o|²``.
+        lengths: the distinct values of ``o2``; a ball's prefix always ends with one of them.
+        prefix_max: for each of :data:`NEIGHBOURS`, the running maximum of ``|p − o|²`` at the end
+            of each group of equal ``o2`` (one value per entry of ``lengths``).
     """
 
     def __init__(self, max_sq: float, aniso: tuple[float, float, float]):
@@ -66,12 +69,14 @@ class BallTable:
         # offsets strictly inside covered_sq, plus a tiny margin so that s == covered_sq is whole
         self.o2, self.dz, self.dy, self.dx = _offsets(np.nextafter(self.covered_sq, np.inf),
                                                       self.aniso)
+        self.lengths, first = np.unique(self.o2, return_index=True)
+        group_end = np.append(first[1:], self.o2.size) - 1
         self.prefix_max = []
         az, ay, ax = self.aniso
         for oz, oy, ox in NEIGHBOURS:
             dist = ((self.dz - oz) * az) ** 2 + ((self.dy - oy) * ay) ** 2 \
                 + ((self.dx - ox) * ax) ** 2
-            self.prefix_max.append(np.maximum.accumulate(dist))
+            self.prefix_max.append(np.maximum.accumulate(dist)[group_end])
         self.neighbour_len = [math.sqrt(sum((c * a) ** 2 for c, a in zip(o, self.aniso,
                                                                          strict=True)))
                               for o in NEIGHBOURS]
@@ -90,7 +95,7 @@ class BallTable:
         """
         s = np.asarray(s, np.float64)
         inside = s <= self.covered_sq
-        m = np.maximum(self.count(np.where(inside, s, 0.0)), 1)
-        exact = self.prefix_max[k][m - 1]
+        group = np.searchsorted(self.lengths, np.where(inside, s, 0.0), side="left") - 1
+        exact = self.prefix_max[k][np.maximum(group, 0)]
         loose = (np.sqrt(s) + self.neighbour_len[k]) ** 2
         return np.where(inside, exact, loose) * (1.0 + CONTAIN_SLACK)

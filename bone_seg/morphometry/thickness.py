@@ -91,7 +91,9 @@ class Painter:
         self.rz = 2 * rz  # canvas padding in Z
         self.shape_yx = (plane_shape[0] + 2 * self.ry, plane_shape[1] + 2 * self.rx)
         self.plane = self.shape_yx[0] * self.shape_yx[1]
-        self.offsets = table.dz * self.plane + table.dy * self.shape_yx[1] + table.dx
+        self.offsets = (table.dz.astype(np.int64) * self.plane
+                        + table.dy.astype(np.int64) * self.shape_yx[1] + table.dx)
+        self._offsets32 = None
 
     def paint(self, depth: int, zyx: tuple[np.ndarray, ...], s: np.ndarray) -> np.ndarray:
         """Max over spheres of their squared radius, on the canvas of ``depth`` core slices.
@@ -118,7 +120,7 @@ class Painter:
         s, centres, z, y, x = s[order], centres[order], z[order], y[order], x[order]
         levels, starts = np.unique(-s, return_index=True)
         ends = np.append(starts[1:], s.size)
-        offsets = self.offsets.astype(index)
+        offsets = self._offsets_as(index)
         for level, a, b in zip(-levels, starts, ends, strict=True):
             if level <= self.table.covered_sq:
                 self._paint_table(flat, centres[a:b], offsets, float(level))
@@ -127,6 +129,13 @@ class Painter:
                     centre = (int(z[i]) + self.rz, int(y[i]) + self.ry, int(x[i]) + self.rx)
                     self._paint_box(canvas, centre, float(level))
         return canvas
+
+    def _offsets_as(self, index: type) -> np.ndarray:
+        if index is np.int64:
+            return self.offsets
+        if self._offsets32 is None:
+            self._offsets32 = self.offsets.astype(np.int32)
+        return self._offsets32
 
     def _paint_table(self, flat: np.ndarray, centres: np.ndarray, offsets: np.ndarray,
                      level: float) -> None:

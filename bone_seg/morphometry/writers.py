@@ -51,7 +51,8 @@ def scan_document(res: ScanResult, measures: Mapping, units: Mapping[str, str]) 
         "class_counts": res.class_counts.tolist(),
         "connectivity_terms": {"euler": conn.euler, "faces": conn.faces, "edges": conn.edges,
                                "corners": conn.corners},
-        "max_distance_sq": dict(res.max_sq),
+        "largest_sphere_radius": {phase: math.sqrt(v) * res.thickness_scale
+                                  for phase, v in res.max_sq.items()},
     }
 
 
