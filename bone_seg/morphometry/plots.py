@@ -53,7 +53,6 @@ def _histograms(axes, runs: Sequence[tuple[str, ScanResult]], edges: Mapping[str
                 unit: str) -> None:
     for ax, phase, colour in zip(axes, ("bone", "pores"), ("tab:orange", "tab:blue"),
                                  strict=True):
-        centres = (edges[phase][:-1] + edges[phase][1:]) / 2
         width = np.diff(edges[phase])
         for (label, res), style in zip(runs, _STYLES, strict=False):
             dist = res.thickness.get(phase)
@@ -61,7 +60,8 @@ def _histograms(axes, runs: Sequence[tuple[str, ScanResult]], edges: Mapping[str
                 continue
             counts = dist.histogram(edges[phase], res.thickness_scale)
             density = counts / counts.sum() / width
-            ax.step(centres, density, style, where="mid", color=colour, label=label or None)
+            ax.stairs(density, edges[phase], linestyle=style, color=colour, linewidth=1.5,
+                      label=label or None)
         ax.set_title(f"local thickness of {phase}", fontsize=10)
         ax.set_xlabel(f"thickness ({unit})")
         ax.set_ylabel(f"fraction of {phase} voxels per {unit}")
