@@ -225,3 +225,26 @@ def open_volume(source) -> Volume:
         f"{path}: unsupported file type '{suffix}'; give a folder of TIFF slices, a multi-page "
         ".tif, a .npy file or a Zarr array"
     )
+
+
+def open_any(source, role: str) -> Volume:
+    """Open a volume from a path (read with the fast Zarr pipeline), an array, or an already opened
+    :class:`Volume` (returned as it is).
+
+    Args:
+        source: a path as :func:`open_volume` takes, an array with NumPy slicing, or a Volume.
+        role: what the volume is (``"reference"``, ``"labels"``, ...), named in messages.
+
+    Raises:
+        BoneSegError: an empty path, or one that :func:`open_volume` cannot read.
+    """
+    from bone_seg.io.fast_zarr import fast_zarr_reads
+
+    if isinstance(source, (str, Path)):
+        if not str(source):
+            raise BoneSegError(f"{role}: no path given; set {role}=<path to the {role} volume>")
+        with fast_zarr_reads():
+            return open_volume(source)
+    if callable(getattr(source, "read", None)) and hasattr(source, "shape"):
+        return source
+    return ArrayVolume(source, f"<{role} array>")

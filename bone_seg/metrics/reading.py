@@ -9,13 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 
 from bone_seg.errors import BoneSegError
-from bone_seg.io.fast_zarr import fast_zarr_reads
-from bone_seg.io.volume import ArrayVolume, Volume, open_volume
+from bone_seg.io.volume import Volume, open_any
 
 #: Default bytes per volume per slab (the slab depth follows from the slice size).
 DEFAULT_MAX_SLAB_MB = 32.0
@@ -33,15 +31,7 @@ def open_labels(source, role: str) -> Volume:
     Raises:
         BoneSegError: the source cannot be read or does not hold integer labels.
     """
-    if isinstance(source, (str, Path)):
-        if not str(source):
-            raise BoneSegError(f"{role}: no path given; set {role}=<path to the {role} mask>")
-        with fast_zarr_reads():
-            volume = open_volume(source)
-    elif callable(getattr(source, "read", None)) and hasattr(source, "shape"):
-        volume = source
-    else:
-        volume = ArrayVolume(source, f"<{role} array>")
+    volume = open_any(source, role)
     dtype = np.dtype(volume.dtype)
     if dtype.kind not in "biu":
         raise BoneSegError(

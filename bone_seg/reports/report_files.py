@@ -7,8 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bone_seg.io.files import save_figure_atomic, write_csv_atomic, write_text_atomic
 from bone_seg.reports.cv_table import CSV_FIELDS, ScanScore, as_scan_scores, cv_table
-from bone_seg.reports.files import save_figure_atomic, write_csv_atomic, write_text_atomic
 from bone_seg.reports.plots import cv_figure, ranking_figure, sensitivity_figure
 from bone_seg.reports.ranking import (
     RANKING_CSV_FIELDS,

@@ -1,4 +1,4 @@
-"""Report files written whole or not at all: Markdown, CSV and PNG through a temporary name."""
+"""Files written whole or not at all: text, CSV and PNG through a temporary name and a rename."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import io
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
+if TYPE_CHECKING:  # io does not import matplotlib; callers that plot pass their figure
+    from matplotlib.figure import Figure
 
 from bone_seg import atomic
 

@@ -1,0 +1,77 @@
+"""The local-thickness map as a Zarr array, written slab by slab under a temporary name.
+
+Each voxel holds the local thickness of its own phase (bone voxels their bone thickness, pore
+voxels their pore thickness; the two are disjoint), 0 elsewhere, float32, in µm (voxels when no
+voxel size is known). Chunks and codecs are the dataset store's (:class:`ChunkLayout`). The
+attributes carry ``voxel_size`` (µm, ``[z, y, x]``, as a store scan's), ``unit``, the phases and
+their labels. The array appears under its final name only when the last slab is in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from bone_seg.io.store import ChunkLayout
+
+
+class ThicknessMapWriter:
+    """Write a ``(Z, Y, X)`` float32 thickness map; use as a context manager.
+
+    On a clean exit the temporary array is renamed to ``path`` (replacing an older one); on an
+    error it is removed.
+    """
+
+    def __init__(self, path: str | Path, shape: tuple[int, int, int],
+                 voxel_size_um: tuple[float, float, float] | None, labels: dict[str, int],
+                 source: str):
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial-{os.getpid()}")
+        self.attrs = {
+            "bone_seg_thickness_map": {"source": source, "phases": labels},
+            "voxel_size": None if voxel_size_um is None else [float(v) for v in voxel_size_um],
+            "unit": "voxel" if voxel_size_um is None else "µm",
+            "description": "local thickness (diameter of the largest sphere inside the phase "
+                           "that contains the voxel) of each voxel's own phase; 0 elsewhere",
+        }
+        self.written = 0
+        self._array = None
+
+    def __enter__(self) -> ThicknessMapWriter:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        layout = ChunkLayout()
+        chunks, shards = layout.for_array(self.shape, 4)
+        self._array = zarr.create_array(
+            str(self.tmp), shape=self.shape, dtype="float32", chunks=chunks, shards=shards,
+            compressors=layout.compressors(), fill_value=0.0, zarr_format=3,
+            attributes=self.attrs, dimension_names=("z", "y", "x"),
+        )
+        return self
+
+    def write(self, z0: int, slab: np.ndarray) -> None:
+        """Write slices ``z0 .. z0 + len(slab)`` (in order)."""
+        self._array[z0 : z0 + slab.shape[0]] = slab
+        self.written += slab.shape[0]
+
+    def discard(self) -> None:
+        """Remove the temporary array (nothing appears under ``path``)."""
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def commit(self) -> Path:
+        """Rename the complete array to ``path``."""
+        if self.written != self.shape[0]:
+            raise RuntimeError(f"{self.path}: wrote {self.written} of {self.shape[0]} slices")
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()

@@ -1,0 +1,164 @@
+"""``bone-morpho``: morphometry of one label volume, or of a reference and a prediction.
+
+Outputs in ``out`` (default: the run directory), each written whole or not at all:
+``<name>.json`` (everything), ``<name>.csv`` (the measures), ``<name>[_<role>]_slices.csv`` (per
+slice), ``<name>.png`` (profiles and histograms) and ``<name>[_<role>]_thickness.zarr`` (the
+local-thickness map). Every label is checked (pass 1) before anything is written; the JSON comes
+last.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from bone_seg.errors import BoneSegError
+from bone_seg.io.files import save_figure_atomic
+from bone_seg.morphometry.agreement import compare
+from bone_seg.morphometry.analysis import Options, ScanAnalysis, ScanResult
+from bone_seg.morphometry.measures import histogram_edges, histograms, scan_measures, units
+from bone_seg.morphometry.plots import morphometry_figure
+from bone_seg.morphometry.source import open_label_volume, resolve_voxel_size
+from bone_seg.morphometry.thickness_map import ThicknessMapWriter
+from bone_seg.morphometry.writers import (
+    format_table,
+    scan_document,
+    write_json,
+    write_measures_csv,
+    write_slices_csv,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _whole(value, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise BoneSegError(f"{key}={value!r} must be a whole number in {low}..{high}")
+    return value
+
+
+def options_from(cfg: DictConfig) -> Options:
+    """The analysis options of a ``bone-morpho`` config, checked.
+
+    Raises:
+        BoneSegError: a class count or label out of range, bone and pores the same class.
+    """
+    num_classes = _whole(cfg.num_classes, "num_classes", 2, 255)
+    bone = _whole(cfg.bone_label, "bone_label", 0, num_classes - 1)
+    pores = _whole(cfg.pore_label, "pore_label", 0, num_classes - 1)
+    if bone == pores:
+        raise BoneSegError(f"bone_label and pore_label are both {bone}; give two classes")
+    return Options(num_classes=num_classes, bone_label=bone, pore_label=pores,
+                   thickness=bool(cfg.thickness), slab_depth=cfg.slab_depth,
+                   max_slab_mb=float(cfg.max_slab_mb), progress=True)
+
+
+def _bins(value) -> int | None:
+    if value is None:
+        return None
+    return _whole(value, "histogram_bins", 1, 100_000)
+
+
+def _roles(cfg: DictConfig) -> dict[str, str]:
+    if cfg.labels and not (cfg.reference or cfg.prediction):
+        return {"": str(cfg.labels)}
+    if cfg.reference and cfg.prediction and not cfg.labels:
+        return {"reference": str(cfg.reference), "prediction": str(cfg.prediction)}
+    raise BoneSegError(
+        "say what to measure: labels=<label volume> for one volume, or reference=<mask> "
+        "prediction=<labels> to compare a segmentation with its reference (TIFF folder, .tif, "
+        ".npy or Zarr array such as <store>/scans/<id>/mask)"
+    )
+
+
+def _open(roles: dict[str, str]) -> dict:
+    volumes = {role: open_label_volume(path, role or "labels") for role, path in roles.items()}
+    shapes = {role: tuple(v.shape) for role, v in volumes.items()}
+    if len(set(shapes.values())) > 1:
+        ref, pred = volumes["reference"], volumes["prediction"]
+        raise BoneSegError(
+            f"reference {ref.path} has shape {shapes['reference']} (Z, Y, X) but prediction "
+            f"{pred.path} has shape {shapes['prediction']}; both must cover the same voxels"
+        )
+    return volumes
+
+
+def _stem(name: str, role: str) -> str:
+    return f"{name}_{role}" if role else name
+
+
+def _thickness_passes(analyses: dict[str, ScanAnalysis], cfg: DictConfig, out: Path,
+                      options: Options) -> list[Path]:
+    """Pass 2 of every volume; the maps are renamed into place only when all are complete."""
+    labels = {"bone": options.bone_label, "pores": options.pore_label}
+    with ExitStack() as stack:
+        writers = {}
+        for role, analysis in analyses.items():
+            if cfg.thickness_map:
+                path = out / f"{_stem(cfg.name, role)}_thickness.zarr"
+                writers[role] = stack.enter_context(ThicknessMapWriter(
+                    path, analysis.shape, analysis.result.voxel_size_um, labels,
+                    analysis.result.path))
+            analysis.second_pass(writers[role].write if role in writers else None)
+        return [w.commit() for w in writers.values()]
+
+
+def _write_outputs(results: dict[str, ScanResult], cfg: DictConfig, out: Path,
+                   extra: dict) -> dict:
+    unit = units(next(iter(results.values())).voxel_size_um is not None)
+    values = {role: scan_measures(res, cfg.bone_label, cfg.pore_label)
+              for role, res in results.items()}
+    for role, res in results.items():
+        if not values[role]["BV.vox"]:
+            log.warning("%s: no bone voxel (label %d): BV = 0; bone thickness, BS/BV, Δχ and "
+                        "connectivity are null", res.path, cfg.bone_label)
+    edges = histogram_edges(list(results.values()), _bins(cfg.histogram_bins))
+    for role, res in results.items():
+        write_slices_csv(res, out / f"{_stem(cfg.name, role)}_slices.csv")
+    if "" in results:
+        rows = [{"measure": k, "unit": unit[k], "value": values[""][k]} for k in unit]
+        doc = {**scan_document(results[""], values[""], unit),
+               "thickness_histogram": histograms(results[""], edges)}
+    else:
+        rows = compare(values["reference"], values["prediction"], unit)
+        doc = {role: scan_document(res, values[role], unit) for role, res in results.items()}
+        doc["agreement"] = rows
+        doc["thickness_histogram"] = {role: histograms(res, edges)
+                                      for role, res in results.items()}
+    write_measures_csv(rows, out / f"{cfg.name}.csv")
+    runs = [(role, res) for role, res in results.items()]
+    save_figure_atomic(morphometry_figure(runs, list(values.values()), unit, edges),
+                       out / f"{cfg.name}.png")
+    doc.update(extra)
+    log.info("%s\n%s", "morphometry" + (" (prediction − reference)" if "" not in results else ""),
+             format_table(rows))
+    return doc
+
+
+def run(cfg: DictConfig) -> dict:
+    """Measure ``labels`` (or ``reference`` and ``prediction``); write JSON, CSV, PNG, Zarr."""
+    options = options_from(cfg)
+    _bins(cfg.histogram_bins)
+    volumes = _open(_roles(cfg))
+    size = cfg.voxel_size
+    size = OmegaConf.to_object(size) if OmegaConf.is_config(size) else size
+    voxel_size = resolve_voxel_size(size, list(volumes.values()))
+    if voxel_size is None:
+        log.info("results in voxel units (voxel_size=voxels)")
+    start = time.perf_counter()
+    analyses = {role: ScanAnalysis(v, voxel_size, options) for role, v in volumes.items()}
+    for analysis in analyses.values():
+        analysis.first_pass()  # every label is checked here, before any output
+    out = Path(cfg.out)
+    maps = _thickness_passes(analyses, cfg, out, options) if options.thickness else []
+    extra = {"seconds": round(time.perf_counter() - start, 3),
+             "thickness_maps": [str(p) for p in maps]}
+    doc = _write_outputs({r: a.result for r, a in analyses.items()}, cfg, out, extra)
+    json_path = write_json(doc, out / f"{cfg.name}.json")
+    log.info("wrote %s, %s.csv, %s.png%s in %s", json_path.name, cfg.name, cfg.name,
+             "".join(f", {p.name}" for p in maps), out)
+    return doc
