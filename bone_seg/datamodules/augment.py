@@ -13,8 +13,9 @@ The default (the paper's), ``data.augmentation`` in ``conf/data/default.yaml``::
   is a flipped random crop, so it does not matter whether the op comes before or after cropping).
 * ``brightness`` / ``contrast``: with probability ``p``, add / multiply by a value drawn uniformly
   from ``range``.
-* Robustness to imaging a model has not seen (off in the paper's recipe; ``experiment=quick`` and
-  ``easy`` switch them on, see ``benchmarks/README.md`` for what they buy on unseen presets):
+* Robustness to imaging a model has not seen (not in the paper's recipe and off in every
+  experiment: over two seeds they did not measurably help on unseen presets, see
+  ``benchmarks/README.md``):
 
   - ``noise``: with probability ``p``, add gaussian noise whose SD (in normalised units) is drawn
     from ``range``;
