@@ -1,9 +1,8 @@
-"""``bone-demo``: phantoms → store → fit → predict → evaluate → CV (conf/demo.yaml)."""
+"""``bone-demo``: phantoms → store → fit → predict → evaluate → CV (bone_seg/conf/demo.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.workflows.demo import run
 
-main = hydra_main("demo", run)
+main = hydra_main("demo", "bone_seg.workflows.demo")
 
 if __name__ == "__main__":
     main()

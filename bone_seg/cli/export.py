@@ -1,9 +1,8 @@
-"""``bone-export``: a volume → TIFF, or weights → BONe's layout (conf/export.yaml)."""
+"""``bone-export``: a volume → TIFF, or weights → BONe's layout (bone_seg/conf/export.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.workflows.export import run
 
-main = hydra_main("export", run)
+main = hydra_main("export", "bone_seg.workflows.export")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
-"""``bone-fit``: train a segmentation model (conf/fit.yaml)."""
+"""``bone-fit``: train a segmentation model (bone_seg/conf/fit.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.workflows.fit import run
 
-main = hydra_main("fit", run)
+main = hydra_main("fit", "bone_seg.workflows.fit")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
-"""``bone-import``: scans and masks → the dataset store (conf/import.yaml)."""
+"""``bone-import``: scans and masks → the dataset store (bone_seg/conf/import.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.workflows.import_ import run
 
-main = hydra_main("import", run)
+main = hydra_main("import", "bone_seg.workflows.import_")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
-"""``bone-iou``: IoU and Dice of a prediction against a reference (conf/iou.yaml)."""
+"""``bone-iou``: IoU and Dice of a prediction against a reference (bone_seg/conf/iou.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.workflows.iou import run
 
-main = hydra_main("iou", run)
+main = hydra_main("iou", "bone_seg.workflows.iou")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
-"""``bone-phantom``: synthetic micro-CT phantoms (conf/phantom.yaml)."""
+"""``bone-phantom``: synthetic micro-CT phantoms (bone_seg/conf/phantom.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.workflows.phantom import run
 
-main = hydra_main("phantom", run)
+main = hydra_main("phantom", "bone_seg.workflows.phantom")
 
 if __name__ == "__main__":
     main()

@@ -1,9 +1,8 @@
-"""``bone-predict``: segment a scan with a weights file (conf/predict.yaml)."""
+"""``bone-predict``: segment a scan with a weights file (bone_seg/conf/predict.yaml)."""
 
 from bone_seg.cli.app import hydra_main
-from bone_seg.workflows.predict import run
 
-main = hydra_main("predict", run)
+main = hydra_main("predict", "bone_seg.workflows.predict")
 
 if __name__ == "__main__":
     main()

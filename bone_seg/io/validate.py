@@ -18,13 +18,13 @@ def check_pair(image, mask, min_patch_size: int = 0, min_depth: int = 1) -> None
     if min(y, x) < min_patch_size:
         raise BoneSegError(
             f"{image.path}: slices are {y} × {x} px, smaller than the minimum patch size "
-            f"{min_patch_size} px; use a smaller patch size (import.min_patch_size=...) or leave "
-            "this scan out"
+            f"{min_patch_size} px; use a smaller patch size (bone-import min_patch_size=...) or "
+            "leave this scan out"
         )
     if z < min_depth:
         raise BoneSegError(
             f"{image.path}: {z} slices, fewer than the minimum depth {min_depth}; "
-            "lower import.min_depth or leave this scan out"
+            "lower it with bone-import min_depth=... or leave this scan out"
         )
 
 
@@ -107,11 +107,11 @@ def _raise_values(path: str, values: np.ndarray, num_classes: int) -> None:
     if set(values) <= {0, 255} or (len(values) == 2 and values[0] == 0):
         msg += (
             f"; this looks like a binary 0/{values[-1]} mask — remap it, e.g. "
-            f"import.mask_remap='{{{values[-1]}: 1}}' (or set import.class_names to two "
-            "classes)"
+            f"bone-import ... mask_remap='{{{values[-1]}: 1}}' (or class_names=[background, "
+            "bone] for two classes)"
         )
     else:
-        msg += "; remap the label values with import.mask_remap='{value: class, ...}'"
+        msg += "; remap the label values with bone-import ... mask_remap='{value: class, ...}'"
     raise BoneSegError(msg)
 
 

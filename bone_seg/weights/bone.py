@@ -49,8 +49,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -63,6 +61,7 @@ from bone_seg.errors import BoneSegError
 from bone_seg.networks.factory import as_tuples
 from bone_seg.networks.registry import BONE_ARCH_NAMES
 from bone_seg.weights.meta import META_KEY, NORMALIZATIONS, WeightsMeta, is_int, json_copy
+from bone_seg.weights.safe_load import load_plain
 from bone_seg.weights.safetensors_file import check_file, plain_tensors
 
 # smp architecture name -> BONe's display name (its GUI menus; DLFit 2.0.0)
@@ -265,20 +264,8 @@ def load_bone_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor],
     """
     path = Path(path)
     check_file(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = str(err).strip().splitlines()
-        detail = next((line for line in reason if "GLOBAL" in line or "Unsupported" in line),
-                      reason[0] if reason else "")
-        raise BoneSegError(
-            f"weights file {path} is not a plain weights file: loading it would create objects or "
-            f"call functions ({detail.strip()}). bone_seg refused it and ran nothing from it; ask "
-            "its author for a file holding only tensors and plain metadata"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as err:
-        raise BoneSegError(f"weights file {path} is not a readable PyTorch file (truncated or "
-                           f"corrupt?): {err}") from None
+    payload = load_plain(path, f"weights file {path}",
+                         "ask its author for a file holding only tensors and plain metadata")
     if not isinstance(payload, dict) or not {"model_state", "metadata"} <= set(payload):
         keys = sorted(payload) if isinstance(payload, dict) else type(payload).__name__
         raise BoneSegError(f"weights file {path} is not in BONe's layout: expected a dict with "

@@ -45,9 +45,11 @@ def run(cfg: DictConfig) -> None:
     t0 = time.perf_counter()
     root = Path(cfg.paths.root).resolve()
     common = [f"paths.root={root}"]
+    if cfg.get("threads") is not None:
+        common.append(f"threads={cfg.threads}")
     stages = cfg.stages
     if stages.phantom:
-        _run(["bone-phantom", *common, f"phantom_set={cfg.phantom_set}"])
+        _run(["bone-phantom", *common, f"phantom_set={phantom_set_name()}"])
     if stages["import"]:
         _run(["bone-import", *common, f"scan_dir={cfg.paths.phantoms}", "overwrite=true"])
     if stages.fit:
@@ -65,5 +67,19 @@ def run(cfg: DictConfig) -> None:
         _run(["bone-fit", "-m", *common, "sweep=demo_cv", *cfg.cv_overrides])
         _run(["bone-report", *common, "kind=cv", "sweep=demo_cv"])
     print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; outputs under {root}; "
-          f"browse the runs with: mlflow ui --backend-store-uri sqlite:///{root}/mlflow.db",
+          f"browse the runs with:\n  {mlflow_ui_command(root / 'mlflow.db')}\n"
+          "then open http://127.0.0.1:5000 and choose \"Model training\" (the runs table)",
           flush=True)
+
+
+def phantom_set_name() -> str:
+    """The option chosen for the config group ``phantom_set`` (``bone-demo phantom_set=tiny``)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return str(HydraConfig.get().runtime.choices.get("phantom_set", "default"))
+
+
+def mlflow_ui_command(database: Path) -> str:
+    """The command that opens MLflow's UI on ``database``: the ``mlflow`` executable installed
+    beside this Python (the venv's, which need not be on PATH)."""
+    return shlex.join([str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{database}"])

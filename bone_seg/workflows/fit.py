@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bone_seg import records
 from bone_seg.atomic import write_json_atomic
-from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO
+from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO, read_checkpoint
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
 from bone_seg.workflows import mlflow_run
@@ -99,9 +99,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if is_rank0:
         out.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(config), out / "config.yaml")
-    if cfg.ckpt_path is not None and not Path(cfg.ckpt_path).is_file():
-        raise BoneSegError(f"ckpt_path={cfg.ckpt_path}: no such checkpoint; give the last.ckpt "
-                           "of the run to resume (<run dir>/checkpoints/last.ckpt)")
+    if cfg.ckpt_path is not None:
+        read_checkpoint(cfg.ckpt_path)  # refused before any work, if it is not one of ours
     set_reproducibility(int(cfg.seed), bool(cfg.repro))
 
     datamodule = instantiate(cfg.data, _convert_="all")

@@ -1,4 +1,5 @@
-"""``bone-import``: scans and masks → the dataset store, then a summary table (conf/import.yaml)."""
+"""``bone-import``: scans and masks → the dataset store, then a summary table
+(bone_seg/conf/import.yaml)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``bone-iou``: class-wise and mean IoU and Dice of a prediction against a reference label volume
-(conf/iou.yaml): scores to JSON and CSV, optionally to MLflow."""
+(bone_seg/conf/iou.yaml): scores to JSON and CSV, optionally to MLflow."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def run(cfg: DictConfig) -> dict:
     device = str(resolve_device(cfg.device))
     start = time.perf_counter()
     cm = confusion_matrix(reference, prediction, num_classes, slab_depth=cfg.slab_depth,
-                          device=device, workers=cfg.workers)
+                          device=device,
+                          workers=cfg.workers if cfg.workers is not None else cfg.threads)
     seconds = time.perf_counter() - start
     scores = scores_from_confusion(cm, names, include_background=cfg.include_background)
     inputs = {"reference": os.path.abspath(cfg.reference),

@@ -122,7 +122,7 @@ def _bad_case(tmp_path, case):
         np.save(msk_p, mask)
         msg = (
             r"msk.npy: mask values 255 are outside the classes 0..2; .*binary 0/255 mask.*"
-            r"import.mask_remap='\{255: 1\}'"
+            r"bone-import ... mask_remap='\{255: 1\}'"
         )
     elif case == "values":
         np.save(img_p, image)

@@ -8,17 +8,17 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from bone_seg.cli.app import compose_config
+from bone_seg.cli.app import CONF_DIR, compose_config
 from bone_seg.networks.sizes import validate_patch_size
 from bone_seg.weights.network import create_net
 
 
 def sweep_jobs(sweep: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
-    """The override lists Hydra's basic sweeper makes of ``sweeps/<sweep>.yaml``."""
+    """The override lists Hydra's basic sweeper makes of ``bone_seg/conf/sweeps/<sweep>.yaml``."""
     cfg = compose_config("fit", [f"sweeps={sweep}", *extra])
     params = OmegaConf.to_container(cfg.hydra.sweeper.params) if "hydra" in cfg else None
     if params is None:  # compose() leaves hydra out: read the sweep file's params directly
-        params = OmegaConf.load(f"sweeps/{sweep}.yaml").hydra.sweeper.params
+        params = OmegaConf.load(CONF_DIR / "sweeps" / f"{sweep}.yaml").hydra.sweeper.params
     parser = OverridesParser.create()
     axes = []
     for key, values in params.items():
