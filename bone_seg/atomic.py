@@ -1,22 +1,62 @@
 """Nothing half-written looks complete: every file or folder is written under a temporary name in
 its destination folder and renamed over the destination when complete (one helper, used by every
-room: JSON records, weights files, TIFF stacks, checkpoints, reports, store scans)."""
+room: JSON records, weights files, TIFF stacks, checkpoints, reports, store scans).
+
+The temporary name says which process writes it (``.<name>.tmp-<host>-<pid>``), so the leftovers
+of a killed process can be told from the work in progress of a live one and removed
+(:func:`remove_stale_temporaries`).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+_HOST = re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+# ".<name>.tmp-<host>-<pid>"; written before hosts were named: ".<name>.tmp-<pid>"
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.tmp-(?:(?P<host>[A-Za-z0-9_.]+)-)?(?P<pid>\d+)$")
+
 
 def temporary_name(path: str | os.PathLike) -> Path:
-    """``<folder>/.<name>.tmp-<pid>``: hidden, beside ``path``, unique per process."""
+    """``<folder>/.<name>.tmp-<host>-<pid>``: hidden, beside ``path``, unique per process."""
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    return path.with_name(f".{path.name}.tmp-{_HOST}-{os.getpid()}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders of :func:`atomic_path` in ``folder`` whose writer
+    (a process of this host) is gone; those of live processes and of other hosts are kept.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = _TEMPORARY.match(entry.name)
+        if m and (m["host"] or _HOST) == _HOST and not _alive(int(m["pid"])):
+            remove(entry)
+            removed.append(entry)
+    return removed
 
 
 def remove(path: str | os.PathLike) -> None:

@@ -13,6 +13,18 @@ SWEEP_TAG = "bone_seg.sweep"
 REPORT_TAG = "bone_seg.report"
 #: tag of a run made by a command other than bone-fit (``iou``)
 APP_TAG = "bone_seg.app"
+#: tag of a sweep's parent run (its value: the sweep's folder); such runs are never read as fits
+SWEEP_PARENT_TAG = "bone_seg.sweep_parent"
+#: MLflow's tag nesting a run under its parent (the fits of one sweep under the sweep's run)
+PARENT_TAG = "mlflow.parentRunId"
+#: environment variable through which a sweep hands its parent run id to its jobs
+PARENT_RUN_ENV = "BONE_SEG_MLFLOW_PARENT_RUN"
+#: tags of where the code came from: MLflow's git commit tag, its state, the package version
+GIT_COMMIT_TAG = "mlflow.source.git.commit"
+GIT_DIRTY_TAG = "bone_seg.git_dirty"
+VERSION_TAG = "bone_seg.version"
+#: the context of a fit's dataset input (the store; its split is in the input's profile)
+DATASET_CONTEXT = "training"
 #: tags of a fit run besides the sweep (all written as strings)
 FIT_TAGS = ("fold", "seed", "arch", "encoder", "patch_size", "mode", "experiment")
 #: artifact at the run's root: one record per test scan
@@ -29,6 +41,25 @@ PARAMS = "complexity/params"
 PEAK_VRAM = "resources/peak_vram_gb"
 GPU_UTIL = "resources/gpu_util_mean_pct"
 FIT_TIME = "resources/fit_time_s"
+
+
+#: metric prefix of a cross-validation report run: ``cv/miou_mean`` (grand mean),
+#: ``cv/fold_<f>/miou_mean``, ``cv/seed_<s>/miou_sd`` ...; of a ranking: ``rank/<place>/score``
+CV_PREFIX = "cv/"
+RANK_PREFIX = "rank/"
+
+
+def fit_run_name(arch: str, encoder: str, patch_size: int, mode: str, fold: object,
+                 seed: object) -> str:
+    """A fit run's name: ``unet-resnet18-p256-f1-s42`` (the mode after the patch size unless
+    2D, the fold only when one is held out)."""
+    parts = [str(arch), str(encoder), f"p{patch_size}"]
+    if mode != "2d":
+        parts.append(str(mode))
+    if fold is not None:
+        parts.append(f"f{fold}")
+    parts.append(f"s{seed}")
+    return "-".join(parts)
 
 
 def scan_prefix(scan_id: str) -> str:

@@ -134,10 +134,11 @@ class ModelComplexity(pl.Callback):
     counted in eval mode without gradients and with the RNG state isolated (so reproducible runs
     stay bitwise identical); each module's train/eval mode is restored afterwards.
 
-    Logged metrics (step = global step at the time): ``complexity/params``,
-    ``complexity/params_trainable``, ``complexity/flops_patch``, ``complexity/flops_batch``,
-    ``complexity/batch_size``, ``complexity/unsupported_ops`` (number of unsupported op calls).
-    Logged params: ``complexity/input_shape``, ``complexity/unsupported_op_names``.
+    Logged metrics (measurements; step = global step at the time): ``complexity/params``,
+    ``complexity/params_trainable``, ``complexity/flops_patch``, ``complexity/flops_batch``.
+    Logged params (facts of the run, in the config's dotted style): ``complexity.input_shape``,
+    ``complexity.unsupported_ops`` (``aten::add_ x8, ...``: the ops fvcore counts as 0). The batch
+    size is the param ``data.batch_size``.
 
     "One batch" is the batch one process sees (with DDP, the per-device batch).
 
@@ -268,16 +269,14 @@ class ModelComplexity(pl.Callback):
             {
                 "complexity/flops_patch": flops_patch,
                 records.FLOPS: flops_batch,
-                "complexity/batch_size": batch_size,
-                "complexity/unsupported_ops": self.results["unsupported_ops_count"],
             },
         )
         names = ", ".join(f"{k} x{v}" for k, v in sorted(unsupported.items())) or "none"
         for logger in trainer.loggers:
             logger.log_hyperparams(
                 {
-                    "complexity/input_shape": "x".join(map(str, x.shape)),
-                    "complexity/unsupported_op_names": names[:500],
+                    "complexity.input_shape": "x".join(map(str, x.shape)),
+                    "complexity.unsupported_ops": names[:500],
                 }
             )
         self._log_to.info(

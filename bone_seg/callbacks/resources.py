@@ -21,7 +21,7 @@ What is measured (see :mod:`bone_seg.monitoring.resources` for the details of ea
   (``peak_rss_gb_per_node`` lists them), utilisation the mean over all GPUs.
 
 Values that cannot be measured are not logged (e.g. GPU metrics on a CPU-only machine); the param
-``resources/gpu_metrics`` says ``available`` or ``unavailable: <reason>``.
+``resources.gpu_metrics`` says ``available`` or ``unavailable: <reason>``.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class ResourceMonitorCallback(pl.Callback):
     ``resources/torch_peak_reserved_gb``, ``resources/max_processes``, and per GPU (when
     ``log_per_gpu`` and more than one GPU) ``resources/peak_vram_gb_gpu<i>`` and
     ``resources/gpu_util_mean_pct_gpu<i>`` (``<i>`` in NVML/nvidia-smi numbering).
-    Logged param: ``resources/gpu_metrics`` (``available`` / ``unavailable: <reason>``).
+    Logged param: ``resources.gpu_metrics`` (``available`` / ``unavailable: <reason>``).
 
     If the fit fails, the monitor is stopped and what was measured is logged (useful after an
     out-of-memory error), without any collective.
@@ -304,7 +304,7 @@ class ResourceMonitorCallback(pl.Callback):
         for logger in trainer.loggers:
             try:
                 logger.log_metrics(metrics, step=trainer.global_step)
-                logger.log_hyperparams({"resources/gpu_metrics": gpu_param[:500]})
+                logger.log_hyperparams({"resources.gpu_metrics": gpu_param[:500]})
             except Exception as exc:  # a logger failing at the end must not hide the results
                 name = type(logger).__name__
                 self._log_to.warning("could not log resources to %s: %s", name, exc)

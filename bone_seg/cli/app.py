@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from bone_seg.cli.checks import check_command_line, first_values
 from bone_seg.cli.compose import CONF_DIR, compose_config, register_resolvers
+from bone_seg.cli.terminal import quiet_known_warnings, tidy_library_logging
 from bone_seg.errors import BoneSegError
 
 __all__ = ["CONF_DIR", "check_command_line", "compose_config", "first_values", "hydra_main",
@@ -28,23 +29,9 @@ __all__ = ["CONF_DIR", "check_command_line", "compose_config", "first_values", "
 
 log = logging.getLogger(__name__)
 
-#: Deprecation notices of our dependencies on torch 2.14 that a user can do nothing about
-#: (timm/smp call torch.jit at import; Lightning's pytree helper); matched by message only.
-KNOWN_WARNINGS = (
-    r"`torch\.jit\.(script|interface)` is deprecated",
-    r"`isinstance\(treespec, LeafSpec\)` is deprecated",
-)
 #: Hydra flags that print something instead of running the command (no value is required)
 _NO_RUN_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
-
-
-def quiet_known_warnings() -> None:
-    """Hide :data:`KNOWN_WARNINGS` on the terminal of an entry point (library use keeps them)."""
-    import warnings
-
-    for message in KNOWN_WARNINGS:
-        warnings.filterwarnings("ignore", message=message)
 
 
 def bone_seg_error(err: BaseException) -> BoneSegError | None:
@@ -123,7 +110,9 @@ def hydra_main(config_name: str,
         def task(cfg: DictConfig) -> Any:
             try:
                 apply_threads(cfg.get("threads"))
-                return _load(run)(cfg)
+                workflow = _load(run)
+                tidy_library_logging()
+                return workflow(cfg)
             except Exception as err:
                 found = bone_seg_error(err)
                 if found is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from bone_seg.atomic import atomic_path
+from bone_seg.atomic import atomic_path, remove_stale_temporaries
 from bone_seg.classes import DEFAULT_CLASS_NAMES
 from bone_seg.errors import BoneSegError
 from bone_seg.io.stats import StatsAccumulator
@@ -164,13 +164,18 @@ def import_scans(
     """Import several scans (in parallel processes) and list them in the manifest, in order.
 
     Scans that finish are kept even if another fails (each is complete on its own); the manifest
-    lists only completed scans, so a failed import can simply be re-run.
+    lists only completed scans, so a failed import can simply be re-run, and what a killed import
+    left half-written is removed by the next one. Imports into one store may run side by side
+    (with different scan ids): the manifest keeps the scans of all of them.
 
     Raises:
         BoneSegError: on any bad input, before work where the headers tell, otherwise when met.
     """
     check_sources(sources, options)
     store = DatasetStore.create(store_path, options.class_names)
+    for leftover in remove_stale_temporaries(store.path / "scans"):
+        log.info("removed %s, left by an import that was killed", leftover)
+    remove_stale_temporaries(store.path)  # a manifest being replaced when it was killed
     existing = [s.scan_id for s in sources if s.scan_id in store.scan_ids]
     if existing and not overwrite:
         raise BoneSegError(

@@ -7,13 +7,18 @@ Layout (see docs/development.md)::
 
 A scan directory appears under its final name only when complete (written under a temporary name,
 then renamed), and the manifest is replaced atomically, so an interrupted import never leaves a scan
-that looks complete.
+that looks complete. Imports may run side by side: the manifest is created and updated under a
+file lock (``<store>/.manifest.lock``, :mod:`filelock`) and re-read inside it, so no import's
+scans are lost to another's stale copy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -108,42 +113,52 @@ class DatasetStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.manifest = self._read_manifest()
+
+    def _read_manifest(self) -> dict:
         manifest = self.path / "manifest.json"
         if not manifest.exists():
             raise BoneSegError(
                 f"{self.path}: not a bone_seg dataset store (no manifest.json); create one with "
                 "bone-import scan_dir=<folder of scans>, or build the built-in phantom dataset "
-                "with bone-demo stages.fit=false stages.predict=false stages.cv=false"
+                "with bone-demo stages.fit=false stages.cv=false"
             )
         try:
-            self.manifest = json.loads(manifest.read_text())
+            content = json.loads(manifest.read_text())
         except json.JSONDecodeError as err:
             raise BoneSegError(f"{manifest}: corrupt manifest ({err}); re-run bone-import") from err
-        if self.manifest.get("format") != FORMAT:
+        if content.get("format") != FORMAT:
             raise BoneSegError(f"{manifest}: not a bone_seg store manifest")
+        return content
+
+    @staticmethod
+    @contextlib.contextmanager
+    def lock(path: str | Path) -> Iterator[None]:
+        """Hold the manifest's lock of the store at ``path`` (one updater at a time)."""
+        from filelock import FileLock
+
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path / ".manifest.lock")):
+            yield
 
     @classmethod
     def create(cls, path: str | Path, class_names: tuple[str, ...] | list[str]) -> DatasetStore:
         """Create an empty store, or open an existing one with the same class names."""
         path = Path(path)
-        if (path / "manifest.json").exists():
-            store = cls(path)
-            if list(store.class_names) != list(class_names):
-                raise BoneSegError(
-                    f"{path}: the store's classes are {store.class_names}, not {list(class_names)};"
-                    " import into a new store or use the same class_names"
-                )
-            return store
-        (path / "scans").mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            path / "manifest.json",
-            {
-                "format": FORMAT,
-                "version": VERSION,
-                "class_names": list(class_names),
-                "scans": [],
-            },
-        )
+        with cls.lock(path):
+            if (path / "manifest.json").exists():
+                store = cls(path)
+                if list(store.class_names) != list(class_names):
+                    raise BoneSegError(
+                        f"{path}: the store's classes are {store.class_names}, not "
+                        f"{list(class_names)}; import into a new store or use the same class_names"
+                    )
+                return store
+            (path / "scans").mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path / "manifest.json", {
+                "format": FORMAT, "version": VERSION, "class_names": list(class_names),
+                "scans": []})
         return cls(path)
 
     @property
@@ -177,11 +192,24 @@ class DatasetStore:
         return Scan(scan_id, self.scan_path(scan_id), group["image"], mask, attrs)
 
     def add_scans(self, scan_ids: list[str]) -> None:
-        """Append finished scans to the manifest (atomically), keeping the given order."""
-        current = self.scan_ids
-        merged = current + [s for s in scan_ids if s not in current]
-        self.manifest["scans"] = merged
-        write_json_atomic(self.path / "manifest.json", self.manifest)
+        """Append finished scans to the manifest, keeping the given order: under the store's lock,
+        to the manifest as it is now (another import may have added scans meanwhile), replaced
+        atomically."""
+        with self.lock(self.path):
+            self.manifest = self._read_manifest()
+            current = self.scan_ids
+            self.manifest["scans"] = current + [s for s in scan_ids if s not in current]
+            write_json_atomic(self.path / "manifest.json", self.manifest)
+
+    def digest(self) -> str:
+        """A digest of the store's content: the manifest and every scan's attributes (shape,
+        dtype, voxel size, statistics and class counts, all computed from the voxels), without
+        where the scans were imported from; 32 hex digits of SHA-256."""
+        h = hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode())
+        for scan_id in self.scan_ids:
+            attrs = {k: v for k, v in self.open_scan(scan_id).attrs.items() if k != "source"}
+            h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
+        return h.hexdigest()[:32]
 
     def summary_rows(self) -> list[dict]:
         """One row per scan: shape, dtype, class fractions, statistics (for a summary table)."""

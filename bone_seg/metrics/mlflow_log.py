@@ -18,18 +18,9 @@ from pathlib import Path
 
 from bone_seg import records
 from bone_seg.errors import BoneSegError
+from bone_seg.metrics.mlflow_store import default_artifact_location, ensure_experiment
 
-
-def default_artifact_location(tracking_uri: str) -> str | None:
-    """Artifacts beside a SQLite tracking database (``<db dir>/mlartifacts``); else the server's.
-
-    Without it MLflow would put a new experiment's artifacts under ``./mlruns`` in the current
-    directory, wherever the command happens to run.
-    """
-    if tracking_uri.startswith("sqlite:///"):
-        db = Path(tracking_uri[len("sqlite:///"):])
-        return (db.resolve().parent / "mlartifacts").as_uri()
-    return None  # a server or a file store decides for itself
+__all__ = ["default_artifact_location", "log_scores", "score_metrics"]
 
 
 def _metric_name(name: str) -> str:
@@ -47,27 +38,6 @@ def score_metrics(scores: dict, prefix: str = "") -> dict[str, float]:
             out[f"{prefix}iou_{_metric_name(c['name'])}"] = c["iou"]
             out[f"{prefix}dice_{_metric_name(c['name'])}"] = c["dice"]
     return out
-
-
-def _experiment_id(client, name: str, tracking_uri: str) -> str:
-    from mlflow.exceptions import MlflowException
-
-    exp = client.get_experiment_by_name(name)
-    if exp is not None:
-        if exp.lifecycle_stage == "deleted":
-            raise BoneSegError(
-                f"MLflow experiment '{name}' at {tracking_uri} is deleted; restore it "
-                "(mlflow experiments restore) or choose another logger.experiment_name"
-            )
-        return exp.experiment_id
-    try:
-        return client.create_experiment(name, artifact_location=default_artifact_location(
-            tracking_uri))
-    except MlflowException:  # created meanwhile by a concurrent run
-        exp = client.get_experiment_by_name(name)
-        if exp is None:
-            raise
-        return exp.experiment_id
 
 
 def log_scores(
@@ -108,7 +78,7 @@ def log_scores(
     try:
         if new_run:
             run = client.create_run(
-                _experiment_id(client, experiment_name, tracking_uri), run_name=run_name,
+                ensure_experiment(tracking_uri, experiment_name), run_name=run_name,
                 tags={records.APP_TAG: "iou"},
             )
             run_id = run.info.run_id

@@ -110,7 +110,8 @@ class SegmentationModule(pl.LightningModule):
         if len(class_names) != num_classes or len(set(class_names)) != len(class_names):
             raise BoneSegError(f"class_names={class_names} must give {num_classes} distinct "
                                "names, one per class")
-        self.save_hyperparameters()
+        # in checkpoints and the weights' metadata; the run's parameters are the config's own
+        self.save_hyperparameters(logger=False)
         self.class_names = [str(c) for c in class_names]
         self.configure_models()
         self.configure_losses()

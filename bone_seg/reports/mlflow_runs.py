@@ -23,14 +23,17 @@ from pathlib import Path
 from tqdm import tqdm
 
 from bone_seg.errors import BoneSegError
+from bone_seg.metrics.mlflow_store import sqlite_path
 from bone_seg.records import (
     FIT_TIME,
     FLOPS,
     GPU_UTIL,
     PARAMS,
+    PARENT_TAG,
     PEAK_VRAM,
     REPORT_TAG,
     SCORES_ARTIFACT,
+    SWEEP_PARENT_TAG,
     SWEEP_TAG,
     TEST_PREFIX,
 )
@@ -38,7 +41,6 @@ from bone_seg.reports.cv_table import ScanScore, label, score_value
 from bone_seg.reports.ranking import ConfigResult
 
 DEFAULT_TRACKING_URI = "sqlite:///bone_seg_out/mlflow.db"
-PARENT_TAG = "mlflow.parentRunId"
 FINISHED = "FINISHED"
 
 BATCH_SIZE_PARAM = "data.batch_size"
@@ -95,9 +97,8 @@ def check_database(tracking_uri: str) -> None:
     Raises:
         BoneSegError: the database file is missing.
     """
-    prefix = "sqlite:///"
-    if tracking_uri.startswith(prefix):
-        path = Path(tracking_uri[len(prefix):].split("?", 1)[0])
+    path = sqlite_path(tracking_uri)
+    if path is not None:
         if not path.is_file():
             raise BoneSegError(
                 f"no MLflow database at {path} (logger.tracking_uri={tracking_uri}); run a fit "
@@ -109,7 +110,12 @@ def sweep_names(client, experiment_id: str) -> list[str]:
     """The ``bone_seg.sweep`` tag values of the fit runs of an experiment, sorted."""
     runs = _search(client, experiment_id)
     return sorted({r.data.tags[SWEEP_TAG] for r in runs
-                   if SWEEP_TAG in r.data.tags and REPORT_TAG not in r.data.tags})
+                   if SWEEP_TAG in r.data.tags and not is_bookkeeping(r)})
+
+
+def is_bookkeeping(run) -> bool:
+    """A report's run or a sweep's parent run: never read as a fit."""
+    return REPORT_TAG in run.data.tags or SWEEP_PARENT_TAG in run.data.tags
 
 
 def fetch_runs(
@@ -120,8 +126,8 @@ def fetch_runs(
 ) -> SweepRuns:
     """Select the FINISHED fit runs of a sweep (or of a parent run, or of the whole experiment).
 
-    Report runs (tag ``bone_seg.report``) and runs that are parents of other selected runs are
-    left out.
+    Report runs (tag ``bone_seg.report``), sweeps' parent runs (tag ``bone_seg.sweep_parent``)
+    and runs that are parents of other selected runs are left out.
 
     Args:
         tracking_uri: the MLflow tracking URI (``${logger.tracking_uri}``).
@@ -145,7 +151,7 @@ def fetch_runs(
     else:
         runs = _search(client, eid)
         selection = f"all runs of experiment {experiment_name!r}"
-    runs = [r for r in runs if REPORT_TAG not in r.data.tags]
+    runs = [r for r in runs if not is_bookkeeping(r)]
     if not runs:
         if sweep:
             present = sweep_names(client, eid)

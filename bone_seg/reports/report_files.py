@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bone_seg.io.files import save_figure_atomic, write_csv_atomic, write_text_atomic
@@ -17,6 +17,7 @@ from bone_seg.reports.ranking import (
     ConfigResult,
     rank_configs,
 )
+from bone_seg.reports.report_summary import cv_summary, rank_summary
 from bone_seg.reports.sensitivity import sensitivity, sensitivity_csv_rows, sensitivity_markdown
 
 SCAN_CSV_FIELDS = ("fold", "seed", "scan", "miou", "mdice")
@@ -24,10 +25,13 @@ SCAN_CSV_FIELDS = ("fold", "seed", "scan", "miou", "mdice")
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """What a report wrote: its Markdown text and every file (Markdown first)."""
+    """What a report wrote: its Markdown text and every file (Markdown first), and its figures as
+    MLflow metrics and parameters (:mod:`bone_seg.reports.report_summary`)."""
 
     markdown: str
     files: tuple[Path, ...]
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
 
 
 def write_cv_report(
@@ -53,7 +57,7 @@ def write_cv_report(
         write_csv_atomic(out / "cv_scans.csv", SCAN_CSV_FIELDS, scan_rows),
         save_figure_atomic(cv_figure(scores, table), out / "cv_scores.png"),
     )
-    return ReportFiles(md, files)
+    return ReportFiles(md, files, *cv_summary(table))
 
 
 def write_rank_report(
@@ -94,4 +98,4 @@ def write_rank_report(
         save_figure_atomic(ranking_figure(ranking), out / "ranking.png"),
         save_figure_atomic(sensitivity_figure(sens), out / "sensitivity.png"),
     )
-    return ReportFiles(md, files)
+    return ReportFiles(md, files, *rank_summary(ranking))

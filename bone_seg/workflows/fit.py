@@ -11,10 +11,12 @@ log everything to the run and end it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from bone_seg.atomic import write_json_atomic
 from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO, read_checkpoint
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
+from bone_seg.io.store import DatasetStore
 from bone_seg.workflows import mlflow_run
 
 log = logging.getLogger("bone_seg.fit")
@@ -112,20 +115,48 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                          num_classes=datamodule.num_classes,
                          class_names=list(datamodule.class_names))
     callbacks = build_callbacks(cfg, config)
+    tags = run_tags(cfg, datamodule)
+    name = records.fit_run_name(tags["arch"], tags["encoder"], tags["patch_size"], tags["mode"],
+                                tags["fold"], tags["seed"])
     logger = mlflow_run.build_logger(cfg.logger.tracking_uri, cfg.logger.experiment_name,
-                                     run_name=out.name, tags=run_tags(cfg, datamodule))
+                                     run_name=name, tags=tags)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                           plugins=[AtomicCheckpointIO()],
                           enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks))
     mlflow_run.log_params(logger, config)
+    mlflow_run.log_store_input(logger, DatasetStore(datamodule.store_path), datamodule.splits)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
-        summary = _finish(cfg, trainer, datamodule, callbacks, logger, out, t0)
+        with log_above_progress_bars():
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path,
+                        weights_only=True)
+            summary = _finish(cfg, trainer, datamodule, callbacks, logger, out, t0)
     except BaseException:
-        mlflow_run.end_run(logger, "FAILED")
+        log.debug("the fit failed", exc_info=True)  # the traceback, in the run's log only
+        mlflow_run.end_failed(logger, run_files(out, callbacks))
         raise
     mlflow_run.end_run(logger, "FINISHED")
     return summary
+
+
+def run_files(out: Path, callbacks: list) -> list[Path]:
+    """The files of a fit uploaded to its run: best weights, config, split and log."""
+    best = next(c for c in callbacks if isinstance(c, BestWeightsExport))
+    return [Path(best.path), out / "config.yaml", out / "splits.json", *out.glob("*.log")]
+
+
+@contextlib.contextmanager
+def log_above_progress_bars() -> Iterator[None]:
+    """Console log lines printed above the progress bars, never through them (tqdm's own
+    redirection, keeping the console's level: bone_seg's DEBUG lines stay in the log file)."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    root = logging.getLogger()
+    levels = [h.level for h in root.handlers if type(h) is logging.StreamHandler]
+    with logging_redirect_tqdm([root]):
+        for handler in root.handlers:
+            if type(handler).__name__ == "_TqdmLoggingHandler":
+                handler.setLevel(max(levels, default=logging.INFO))
+        yield
 
 
 def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: list,
@@ -144,7 +175,7 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
     if best.best_score is None:
         raise BoneSegError("no validation epoch finished, so there are no best weights; "
                            "raise trainer.max_epochs or lower trainer.limit_val_batches")
-    files = [best.path, out / "config.yaml", out / "splits.json", *out.glob("*.log")]
+    files = run_files(out, callbacks)
     if cfg.test.enabled and datamodule.splits.get("test"):
         from bone_seg.workflows.test_fold import evaluate_test_scans
 

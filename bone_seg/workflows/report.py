@@ -35,9 +35,11 @@ def run(cfg: DictConfig) -> str:
         log.info("wrote %s", path)
     if cfg.log_to_mlflow:
         subject = cfg.sweep or (f"parent-{cfg.parent_run}" if cfg.parent_run else "all")
+        params = {**report.params, "report.selection": runs.selection,
+                  "report.runs": str(len(runs.runs))}
         run_id = log_report_run(runs.tracking_uri, runs.experiment_id,
                                 f"report-{cfg.kind}-{subject}", cfg.kind, report.files,
-                                sweep=cfg.sweep)
+                                sweep=cfg.sweep, metrics=report.metrics, params=params)
         log.info("logged the report files to MLflow run %s (%s)", run_id, runs.tracking_uri)
     return str(cfg.out)
 

@@ -7,7 +7,9 @@ command (``bone-fit …``) with that job's overrides and ``hydra.run.dir`` set t
 sub-directory, so every sweep point is a plain single run: DDP, crashes and memory stay contained.
 
 Options (``hydra.launcher.*``): ``n_jobs`` jobs at a time (1: one after the other), and
-``threads_per_job`` (default: the cores divided by ``n_jobs``) exported as ``OMP_NUM_THREADS``.
+``threads_per_job`` (default: the cores divided by ``n_jobs``): with several jobs at a time (or
+``threads_per_job`` set) each job gets ``threads=<that many>`` on its command line and in
+``OMP_NUM_THREADS``, so jobs × threads never exceed the cores (a job's own ``threads=`` wins).
 Failed jobs do not stop the others; the sweep fails at the end, naming them.
 """
 
@@ -65,15 +67,29 @@ class SubprocessLauncher(Launcher):
         self.config = config
         self.hydra_context = hydra_context
 
+    def threads(self) -> int | None:
+        """Threads of each job: ``threads_per_job``, else the cores divided between the jobs that
+        run at once; None when jobs run one after the other (each may use every core)."""
+        if self.threads_per_job:
+            return int(self.threads_per_job)
+        if self.n_jobs > 1:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+                os.cpu_count() or 1)
+            return max(1, cores // self.n_jobs)
+        return None
+
     def _command(self, overrides: list[str], job_dir: str) -> list[str]:
         keep = [o for o in overrides if not o.startswith(("hydra.run.dir=", "hydra/launcher"))]
+        threads = self.threads()
+        if threads is not None and not any(o.startswith("threads=") for o in keep):
+            keep.append(f"threads={threads}")
         return [sys.executable, os.path.abspath(sys.argv[0]), *keep, f"hydra.run.dir={job_dir}",
                 "hydra.output_subdir=.hydra"]
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
-        threads = self.threads_per_job or max(1, (os.cpu_count() or 1) // self.n_jobs)
-        if self.n_jobs > 1 or self.threads_per_job:
+        threads = self.threads()
+        if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)
         return env
 

@@ -42,7 +42,7 @@ def test_params_are_the_tensor_element_counts(tiny_fit):
 
 def test_complexity_is_logged_to_every_logger(tiny_fit):
     r = tiny_fit.complexity.results
-    keys = ("flops_patch", "flops_batch", "params", "params_trainable", "batch_size")
+    keys = ("flops_patch", "flops_batch", "params", "params_trainable")
     csv_values = {}
     for row in tiny_fit.csv_metrics():
         for key in keys:
@@ -52,7 +52,10 @@ def test_complexity_is_logged_to_every_logger(tiny_fit):
     run = tiny_fit.mlflow_run()
     for key in keys:
         assert run.data.metrics[f"complexity/{key}"] == float(r[key])
-    assert run.data.params["complexity/input_shape"] == "x".join(map(str, r["input_shape"]))
+    assert run.data.params["complexity.input_shape"] == "x".join(map(str, r["input_shape"]))
+    # the batch size is a setting (data.batch_size) and unsupported ops a fact: no metrics
+    assert run.data.params["complexity.unsupported_ops"]
+    assert not {"complexity/batch_size", "complexity/unsupported_ops"} & set(run.data.metrics)
 
 
 def test_parameter_table_is_in_the_log_and_fvcore_is_quiet(tiny_fit):

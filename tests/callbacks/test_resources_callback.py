@@ -55,7 +55,7 @@ def test_gpu_values_are_none_on_a_cpu_run_and_not_logged(tiny_fit):
     run = tiny_fit.mlflow_run()
     gpu_metrics = ("resources/peak_vram", "resources/gpu")
     assert not [k for k in run.data.metrics if k.startswith(gpu_metrics)]
-    assert run.data.params["resources/gpu_metrics"].startswith("unavailable")
+    assert run.data.params["resources.gpu_metrics"].startswith("unavailable")
 
 
 def test_resources_are_logged_to_every_logger(tiny_fit):
@@ -100,7 +100,7 @@ def test_gpu_path_with_fake_nvml_logs_scripted_peak_and_mean(tmp_path):
         assert logged[f"resources/peak_vram_gb_gpu{i}"] == pytest.approx(peaks[i])
         assert logged[f"resources/gpu_util_mean_pct_gpu{i}"] == pytest.approx(means[i])
     hparams = (Path(logger.log_dir) / "hparams.yaml").read_text()
-    assert "resources/gpu_metrics: available" in hparams
+    assert "resources.gpu_metrics: available" in hparams
     assert nvml.shutdown_calls == nvml.init_calls == 1
 
 

@@ -277,6 +277,20 @@ def test_cli_cv_round_trip(tracking):
     assert got.read_text() == (out / "cv_table.csv").read_text()
     # the report run is never read back as a fit run
     assert len(fetch_runs(tracking["uri"], EXPERIMENT, sweep="cv").runs) == 6
+    # its figures are metrics and params, so that sweeps compare in MLflow
+    metrics, params = rep.data.metrics, rep.data.params
+    for key, prefix in (("all", "cv/"), ("1", "cv/fold_1/")):
+        m, sd, dm, dsd = want[(key, "all")]
+        assert metrics[f"{prefix}miou_mean"] == pytest.approx(m, rel=1e-12)
+        assert metrics[f"{prefix}miou_sd"] == pytest.approx(sd, rel=1e-12)
+        assert metrics[f"{prefix}mdice_mean"] == pytest.approx(dm, rel=1e-12)
+        assert metrics[f"{prefix}mdice_sd"] == pytest.approx(dsd, rel=1e-12)
+    for fold, seed in want:
+        if "all" not in (fold, seed):
+            assert metrics[f"cv/fold_{fold}/seed_{seed}/miou_mean"] == pytest.approx(
+                want[(fold, seed)][0], rel=1e-12)
+    assert params["report.kind"] == "cv" and params["report.runs"] == "6"
+    assert params["report.selection"] == "sweep 'cv'"
 
 
 def test_cli_rank_round_trip(tracking):
@@ -308,6 +322,14 @@ def test_cli_rank_round_trip(tracking):
     assert rep.info.run_name == "report-rank-grid"
     assert {f.path for f in client.list_artifacts(rep.info.run_id)} == {
         "ranking.md", "ranking.csv", "sensitivity.csv", "ranking.png", "sensitivity.png"}
+    from bone_seg.reports.report_summary import metric_name
+
+    for row in rows:
+        prefix = f"rank/{metric_name(row['name'])}/"
+        assert rep.data.metrics[f"{prefix}score"] == pytest.approx(want[row["name"]], abs=1e-12)
+        assert rep.data.metrics[f"{prefix}place"] == float(row["rank"])
+    assert rep.data.params["report.best"] == rows[0]["name"]
+    assert float(rep.data.params["report.weight.miou"]) == pytest.approx(0.85)
 
 
 def test_cli_unknown_sweep_lists_sweeps(tracking):

@@ -1,4 +1,5 @@
-"""A real multirun sweep on CPU (tiny phantoms, 1 epoch), then bone-report from its MLflow runs."""
+"""A real multirun sweep on CPU (tiny phantoms, 1 epoch), two runs at a time on a fresh root (no
+MLflow database yet), then bone-report from its MLflow runs."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ pytestmark = pytest.mark.slow
 
 
 def test_cv_sweep_report_equals_the_runs_logged_per_scan_values(tmp_path, tiny_store):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
-    sweep = [str(BIN / "bone-fit"), "-m", "sweeps=cv", f"paths.root={tmp_path}",
-             f"data.store={tiny_store}", *TINY, "trainer.max_epochs=1", "data.num_folds=3",
-             "data.test_fold=1,2", "seed=42,7"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.pop("OMP_NUM_THREADS", None)  # the launcher decides each job's threads
+    sweep = [str(BIN / "bone-fit"), "-m", "sweeps=cv", "hydra/launcher=local_parallel",
+             f"paths.root={tmp_path}", f"data.store={tiny_store}", *TINY, "trainer.max_epochs=1",
+             "data.num_folds=3", "data.test_fold=1,2", "seed=42,7"]
+    assert not (tmp_path / "mlflow.db").exists()
     proc = subprocess.run(sweep, capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "already exists" not in proc.stderr
     out = tmp_path / "report"
     proc = subprocess.run([str(BIN / "bone-report"), f"paths.root={tmp_path}", "kind=cv",
                            "sweep=cv", f"out={out}"], capture_output=True, text=True, env=env)
@@ -28,9 +32,19 @@ def test_cv_sweep_report_equals_the_runs_logged_per_scan_values(tmp_path, tiny_s
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name("bone_seg")
-    runs = [r for r in client.search_runs([exp.experiment_id])
-            if r.data.tags.get("bone_seg.sweep") == "cv" and "bone_seg.report" not in r.data.tags]
+    tagged = [r for r in client.search_runs([exp.experiment_id])
+              if r.data.tags.get("bone_seg.sweep") == "cv" and "bone_seg.report" not in r.data.tags]
+    (parent,) = [r for r in tagged if "bone_seg.sweep_parent" in r.data.tags]
+    runs = [r for r in tagged if r is not parent]
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
+    # one parent run per sweep, every fit nested under it
+    assert parent.info.run_name == "sweep-cv" and parent.info.status == "FINISHED"
+    assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}
+    assert {r.info.run_name for r in runs} == {f"unet-resnet18-p32-2.5d-f{f}-s{s}"
+                                               for f in (1, 2) for s in (42, 7)}
+    # two at a time: each job got its share of the cores
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert {r.data.params["threads"] for r in runs} == {str(share)}
     expected = {}
     for r in runs:
         per_scan = [v for k, v in r.data.metrics.items()

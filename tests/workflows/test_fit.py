@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -24,7 +25,7 @@ def _runs(root):
 
 
 def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tiny_store):
-    run_fit(tmp_path, tiny_store, "data.num_folds=3", "data.test_fold=1", "sweep=t")
+    proc = run_fit(tmp_path, tiny_store, "data.num_folds=3", "data.test_fold=1", "sweep=t")
     (run,) = run_dirs(tmp_path)
     state, meta = load_weights(run / "best.safetensors")
     splits = json.loads((run / "splits.json").read_text())
@@ -48,6 +49,57 @@ def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tin
     assert len(history) == 2
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"best.safetensors", "fit.log", "config.yaml"} <= artifacts
+    _assert_readable_records(client, r, tiny_store, splits)
+    _assert_a_clean_terminal(proc.stderr)
+
+
+def _assert_readable_records(client, r, store, splits):
+    """What an ML user reads in MLflow: name, one style of parameters, epochs, code and data."""
+    from bone_seg.io.store import DatasetStore
+
+    assert r.info.run_name == "unet-resnet18-p32-2.5d-f1-s42"
+    params = r.data.params
+    assert params["model.optimizer.lr"] == "0.001" and params["model.net.arch"] == "unet"
+    assert not [k for k in params if "/" in k or k.endswith(("_target_", "_convert_"))]
+    assert not [k for k in params if k.startswith(("paths.", "callbacks.", "logger.", "hydra."))]
+    assert "complexity/batch_size" not in r.data.metrics
+    steps = [m.step for m in client.get_metric_history(r.info.run_id, "val/miou")]
+    assert steps == [1, 2]  # the epochs, counted as the epoch log counts them
+    assert [m.step for m in client.get_metric_history(r.info.run_id, "train/loss")] == [1, 2]
+    assert r.data.tags["bone_seg.version"] == "0.1.0"
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip()
+    if commit:
+        assert r.data.tags["mlflow.source.git.commit"] == commit
+    (data,) = r.inputs.dataset_inputs
+    assert data.dataset.digest == DatasetStore(store).digest()
+    assert json.loads(data.dataset.source)["uri"] == Path(store).resolve().as_uri()
+    assert json.loads(data.dataset.profile)["split"] == splits
+    assert [(t.key, t.value) for t in data.tags] == [("mlflow.data.context", "training")]
+
+
+def _assert_a_clean_terminal(stderr):
+    for clutter in ("litlogger", "Creating initial MLflow database tables", "Updating database",
+                    "Experiment with name", "INFO: "):
+        assert clutter not in stderr, clutter
+    assert stderr.count("GPU available:") == 1  # Lightning's lines once, not twice
+
+
+def test_a_fit_failing_after_training_uploads_its_files_to_a_failed_run(tmp_path, tiny_store):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(fit_command(tmp_path, tiny_store, "data.num_folds=3",
+                                      "data.test_fold=1", "test.threshold=2.0"),
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: threshold=2.0: a probability from 0 to 1")
+    client, runs = _runs(tmp_path)
+    (r,) = runs
+    assert r.info.status == "FAILED"
+    artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
+    assert {"best.safetensors", "config.yaml", "splits.json", "fit.log"} <= artifacts
+    log = Path(client.download_artifacts(r.info.run_id, "fit.log", str(tmp_path / "dl")))
+    assert "Traceback" in log.read_text()  # the details stay in the uploaded log
 
 
 def test_a_3d_fit_runs_end_to_end_and_evaluates_its_test_fold(tmp_path, tiny_store):
