@@ -1,0 +1,28 @@
+"""bone-demo with a phantom set of the user's choice, and its closing hint."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+
+
+def test_the_demo_builds_the_chosen_phantom_set_and_names_an_mlflow_that_runs(tmp_path):
+    proc = subprocess.run(
+        [str(BIN / "bone-demo"), "phantom_set=tiny", "stages.fit=false", "stages.cv=false",
+         f"paths.root={tmp_path}", "threads=1"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env={**os.environ, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    phantom = next(line for line in proc.stdout.splitlines() if line.startswith("$ bone-phantom"))
+    assert "phantom_set=tiny" in phantom.split() and "threads=1" in phantom.split()
+    manifest = json.loads((tmp_path / "data" / "store" / "manifest.json").read_text())
+    assert manifest["scans"] == [f"tiny_0{i}" for i in range(1, 7)]
+    hint = next(line for line in proc.stdout.splitlines() if " ui --backend-store-uri " in line)
+    command = shlex.split(hint)
+    assert os.access(command[0], os.X_OK)  # the venv's mlflow, without the venv on PATH
+    assert command[1:3] == ["ui", "--backend-store-uri"]
+    assert command[3] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
