@@ -122,7 +122,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 192],
                         choices=sorted(PLAN))
-    parser.add_argument("--arch", default="unet", help="a bone_seg/conf/model/net config")
+    parser.add_argument("--arch", default="unet", help="a conf/model/net config")
     parser.add_argument("--runs", nargs="+", type=Path,
                         help="score these finished runs (one per size, in --sizes order) "
                              "instead of fitting")

@@ -22,7 +22,7 @@ def real_scan_dir():
 
 
 def build_phantom_store(root, set_name: str = "tiny"):
-    """Phantoms of ``bone_seg/conf/phantom_set/<set_name>.yaml`` under ``root`` and their store."""
+    """Phantoms of ``conf/phantom_set/<set_name>.yaml`` under ``root`` and their store."""
     from pathlib import Path
 
     from omegaconf import OmegaConf

@@ -1,7 +1,7 @@
 """The one place that turns a workflow's ``run(cfg)`` into a Hydra command-line app.
 
 ``--help`` is answered from the command's YAML alone (:mod:`bone_seg.cli.help`). Any other command
-line is first checked against ``bone_seg/conf/<config_name>.yaml`` composed once
+line is first checked against ``conf/<config_name>.yaml`` composed once
 (:mod:`bone_seg.cli.checks`: unknown keys and groups, wrongly typed and missing values), then Hydra
 composes the run's config as usual and the workflow module is imported only then, so that a refused
 command line or a help costs no import of torch or Lightning. A :class:`BoneSegError` (also one
@@ -81,7 +81,7 @@ def _fail(err: BoneSegError, logger: logging.Logger | None = None) -> None:
 def hydra_main(config_name: str,
                run: str | Callable[[DictConfig], Any]) -> Callable[[], Any]:
     """Wrap ``run`` (a callable, or the module holding ``run`` as ``"bone_seg.workflows.fit"``) as
-    a console entry point composing ``bone_seg/conf/<config_name>.yaml``.
+    a console entry point composing ``conf/<config_name>.yaml``.
 
     Unknown keys are refused before any work with the list of valid keys; a
     :class:`BoneSegError` becomes one line on stderr (and in the run's log) and exit status 2.

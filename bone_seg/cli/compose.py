@@ -1,8 +1,10 @@
 """Where the configs live and how a command's config is composed outside of a Hydra run.
 
-The configs are package data: ``bone_seg/conf/`` (one file per command, one folder per group,
-``sweeps/`` the multirun definitions), found with :mod:`importlib.resources`, so an editable
-install and a wheel read the same files. Hydra's search path holds this folder and Hydra's own
+The configs live at the top of the source tree: ``conf/`` (one file per command, one folder per
+group) and ``sweeps/`` (the multirun definitions, the ``sweeps`` group through the link
+``conf/sweeps``). The package reaches them through the link ``bone_seg/conf -> ../conf``, which a
+wheel turns into package data, so an editable install and a wheel read the same files, found with
+:mod:`importlib.resources`. Hydra's search path holds this folder and Hydra's own
 configs only: nothing else on disk is scanned.
 """
 
@@ -19,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 
 def config_dir() -> Path:
-    """The folder of the package's configs (``bone_seg/conf``), installed or in the source tree."""
+    """The folder of the configs (``bone_seg/conf``: the link to ``conf/`` in the source tree,
+    the files themselves in a wheel)."""
     return Path(str(files("bone_seg").joinpath("conf")))
 
 
@@ -39,7 +42,7 @@ def register_resolvers() -> None:
 
 
 def compose_config(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose ``bone_seg/conf/<config_name>.yaml`` with overrides, outside of a Hydra run (tests,
+    """Compose ``conf/<config_name>.yaml`` with overrides, outside of a Hydra run (tests,
     tools).
 
     ``hydra:`` interpolations (job name, run directory) resolve as in a run of ``config_name``;

@@ -1,4 +1,4 @@
-"""``bone-demo``: phantoms → store → fit → predict → evaluate → CV (bone_seg/conf/demo.yaml)."""
+"""``bone-demo``: phantoms → store → fit → predict → evaluate → CV (conf/demo.yaml)."""
 
 from bone_seg.cli.app import hydra_main
 

@@ -1,4 +1,4 @@
-"""``bone-export``: a volume → TIFF, or weights → BONe's layout (bone_seg/conf/export.yaml)."""
+"""``bone-export``: a volume → TIFF, or weights → BONe's layout (conf/export.yaml)."""
 
 from bone_seg.cli.app import hydra_main
 

@@ -1,4 +1,4 @@
-"""``bone-fit``: train a segmentation model (bone_seg/conf/fit.yaml)."""
+"""``bone-fit``: train a segmentation model (conf/fit.yaml)."""
 
 from bone_seg.cli.app import hydra_main
 

@@ -1,9 +1,9 @@
 """``bone-<command> --help``: what the command does, examples, and the groups and keys to change.
 
-Everything comes from the command's own YAML (``bone_seg/conf/<command>.yaml``): its header comment
+Everything comes from the command's own YAML (``conf/<command>.yaml``): its header comment
 (the first line says what the command does, the indented ``bone-…`` lines are the examples), its
 defaults list (the config groups, with the options found in their folders) and its keys with their
-comments. Nothing is composed and nothing outside ``bone_seg/conf`` is read, so the help costs a
+comments. Nothing is composed and nothing outside ``conf`` is read, so the help costs a
 few small files and no import of torch, Lightning or MLflow.
 """
 

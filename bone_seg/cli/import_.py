@@ -1,4 +1,4 @@
-"""``bone-import``: scans and masks → the dataset store (bone_seg/conf/import.yaml)."""
+"""``bone-import``: scans and masks → the dataset store (conf/import.yaml)."""
 
 from bone_seg.cli.app import hydra_main
 

@@ -1,4 +1,4 @@
-"""``bone-iou``: IoU and Dice of a prediction against a reference (bone_seg/conf/iou.yaml)."""
+"""``bone-iou``: IoU and Dice of a prediction against a reference (conf/iou.yaml)."""
 
 from bone_seg.cli.app import hydra_main
 

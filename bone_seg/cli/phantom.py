@@ -1,4 +1,4 @@
-"""``bone-phantom``: synthetic micro-CT phantoms (bone_seg/conf/phantom.yaml)."""
+"""``bone-phantom``: synthetic micro-CT phantoms (conf/phantom.yaml)."""
 
 from bone_seg.cli.app import hydra_main
 

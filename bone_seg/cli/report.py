@@ -1,4 +1,4 @@
-"""``bone-report``: CV table or ranking of a sweep's runs (bone_seg/conf/report.yaml)."""
+"""``bone-report``: CV table or ranking of a sweep's runs (conf/report.yaml)."""
 
 from bone_seg.cli.app import hydra_main
 

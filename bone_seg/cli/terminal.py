@@ -1,7 +1,7 @@
 """What a command's terminal shows: its own messages, each once, and nothing a user can do nothing
 about.
 
-Hydra's logging config (``bone_seg/conf/hydra/default.yaml``) sends every record to the console and
+Hydra's logging config (``conf/hydra/default.yaml``) sends every record to the console and
 to the run's log. Libraries add to that when they are imported (after Hydra configured logging):
 Lightning puts its own console handler on the ``lightning`` logger, so each of its messages would
 show twice, and advertises a cloud logger on every fit; MLflow reports at INFO that it is

@@ -1,6 +1,6 @@
 """Folds, splits, patch sampling, augmentation and the Lightning DataModule over the store.
 
-- :mod:`~bone_seg.datamodules.datamodule`: ``ScanDataModule`` (what ``bone_seg/conf/data`` builds).
+- :mod:`~bone_seg.datamodules.datamodule`: ``ScanDataModule`` (what ``conf/data`` builds).
 - :mod:`~bone_seg.datamodules.folds`: folds and the train/val split.
 - :mod:`~bone_seg.datamodules.dataset`, :mod:`~bone_seg.datamodules.tiles`,
   :mod:`~bone_seg.datamodules.sampling`, :mod:`~bone_seg.datamodules.augment`: patches.

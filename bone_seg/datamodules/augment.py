@@ -1,6 +1,6 @@
 """Training augmentation as a config list: one geometric op per tile, intensity ops per patch.
 
-The default (the paper's), ``data.augmentation`` in ``bone_seg/conf/data/default.yaml``::
+The default (the paper's), ``data.augmentation`` in ``conf/data/default.yaml``::
 
     - {op: geometric, p: {hflip: 0.166, vflip: 0.166, rot90: 0.5, none: 0.168}}
     - {op: brightness, p: 0.4, range: [-0.15, 0.15]}   # add U(range) to the normalised patch
@@ -49,7 +49,7 @@ OPS = ("geometric", *INTENSITY)
 KEYS = {"geometric": ("op", "p"), **{op: ("op", "p", "range") for op in INTENSITY}}
 #: the smallest value each intensity op's range accepts (None: any number)
 RANGE_MIN = {"brightness": None, "contrast": None, "noise": 0.0, "blur": 0.0, "gamma": 1e-3}
-#: The paper's pipeline (also in bone_seg/conf/data/default.yaml).
+#: The paper's pipeline (also in conf/data/default.yaml).
 DEFAULT_PIPELINE = (
     {"op": "geometric", "p": {"hflip": 0.166, "vflip": 0.166, "rot90": 0.5, "none": 0.168}},
     {"op": "brightness", "p": 0.4, "range": [-0.15, 0.15]},

@@ -1,6 +1,6 @@
 """ScanDataModule: folds, split, patch datasets and resumable loaders over the dataset store.
 
-Every key is described in ``bone_seg/conf/data/default.yaml``. ``setup()`` reads the manifest and
+Every key is described in ``conf/data/default.yaml``. ``setup()`` reads the manifest and
 the scans' attributes (shapes, statistics — never voxels), makes the split and logs it, checks the
 patch size against the scans, and builds two :class:`PatchDataset` objects that hold only ids,
 shapes and normalisation maps. Loaders read patches lazily in each process. (Whether the patch size

@@ -1,5 +1,5 @@
-"""How a scan is predicted: one settings object, built from ``bone_seg/conf/predict.yaml``
-(``bone-predict``) or ``bone_seg/conf/fit.yaml``'s ``test`` node (the fit's test-fold evaluation),
+"""How a scan is predicted: one settings object, built from ``conf/predict.yaml``
+(``bone-predict``) or ``conf/fit.yaml``'s ``test`` node (the fit's test-fold evaluation),
 passed by keyword."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The segmentation LightningModule: an smp network, a loss, IoU/Dice metrics, optimiser, schedule.
 
 Built from plain config values so that Hydra can instantiate it
-(``bone_seg/conf/model/default.yaml``)::
+(``conf/model/default.yaml``)::
 
     module = SegmentationModule(
         net={"arch": "unet", "encoder": "resnet18", "weights": None},

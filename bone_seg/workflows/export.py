@@ -1,4 +1,4 @@
-"""``bone-export`` (bone_seg/conf/export.yaml): a stored array or any volume → a TIFF stack for
+"""``bone-export`` (conf/export.yaml): a stored array or any volume → a TIFF stack for
 Fiji/ImageJ, or a weights file → BONe DLFit's ``.pth`` layout (to use the model in BONe)."""
 
 from __future__ import annotations

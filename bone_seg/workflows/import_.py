@@ -1,5 +1,5 @@
 """``bone-import``: scans and masks → the dataset store, then a summary table
-(bone_seg/conf/import.yaml)."""
+(conf/import.yaml)."""
 
 from __future__ import annotations
 

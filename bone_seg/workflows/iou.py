@@ -1,5 +1,5 @@
 """``bone-iou``: class-wise and mean IoU and Dice of a prediction against a reference label volume
-(bone_seg/conf/iou.yaml): scores to JSON and CSV, optionally to MLflow."""
+(conf/iou.yaml): scores to JSON and CSV, optionally to MLflow."""
 
 from __future__ import annotations
 

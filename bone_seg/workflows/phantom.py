@@ -1,4 +1,4 @@
-"""``bone-phantom`` (bone_seg/conf/phantom.yaml): synthetic phantoms written as a user's scans would
+"""``bone-phantom`` (conf/phantom.yaml): synthetic phantoms written as a user's scans would
 be, ``<out>/<id>/image/`` and ``mask/`` TIFF slices (the generator is :mod:`bone_seg.phantom`).
 
 ``phantom.json`` (preset, seed, shape, dtype, voxel size, class names, voxel counts per class and

@@ -1,4 +1,4 @@
-"""``bone-predict``: segment a scan with a weights file (bone_seg/conf/predict.yaml)."""
+"""``bone-predict``: segment a scan with a weights file (conf/predict.yaml)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``bone-report``: cross-validation table or weighted ranking from the MLflow runs of a sweep
-(bone_seg/conf/report.yaml)."""
+(conf/report.yaml)."""
 
 from __future__ import annotations
 

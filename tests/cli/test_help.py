@@ -1,5 +1,5 @@
 """``--help`` of every command: a description, 3-5 examples, the command's groups and keys, and a
-bounded amount of work (nothing outside bone_seg/conf searched, no torch/Lightning/MLflow import).
+bounded amount of work (nothing outside conf searched, no torch/Lightning/MLflow import).
 """
 
 import json

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import InstantiationException
+from omegaconf import OmegaConf
 
 from bone_seg.cli.app import bone_seg_error, check_command_line, compose_config
 from bone_seg.cli.help import examples
@@ -69,6 +70,20 @@ def test_every_example_of_every_help_is_a_valid_command_line(name):
         check_command_line(name, args)
 
 
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_key_a_config_header_names_is_a_key_of_the_command(name):
+    """``demo.fit=false`` in a header, where the key is ``stages.fit``, would fail here."""
+    from bone_seg.cli.compose import CONF_DIR
+
+    header = [line for line in (CONF_DIR / f"{name}.yaml").read_text().splitlines()
+              if line.startswith("#")]
+    keys = set(re.findall(r"(?<![\w./<-])([a-z_]+(?:\.[a-z_]+)+)=", "\n".join(header)))
+    cfg = compose_config(name)
+    for key in keys:
+        if not key.startswith(("hydra.", "logger.tracking_uri", "bone_seg.")):  # bone_seg.*: tags
+            assert OmegaConf.select(cfg, key, default="missing") != "missing", key
+
+
 def test_the_end_of_demo_hint_names_an_mlflow_that_exists(tmp_path):
     from bone_seg.workflows.demo import mlflow_ui_command
 
@@ -96,6 +111,11 @@ def test_import_hints_name_keys_bone_import_takes(tmp_path):
     assert all(k in keys for k in hints)
 
 
+def test_the_readme_says_where_mlflow_3_17_keeps_the_runs_table():
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "**Model training**" in readme and "#/experiments/1/runs" in readme
+
+
 def test_a_bone_seg_error_wrapped_by_instantiate_is_found():
     cause = BoneSegError("data.patch_size=-5: must be an integer >= 1")
     try:
@@ -112,6 +132,8 @@ def test_a_bone_seg_error_wrapped_by_instantiate_is_found():
     ("data.patch_size=-5", "error: data.patch_size=-5: must be an integer >= 1"),
     ("model.net.weights={pickle}", "error: weights file {pickle} is not a plain weights file "
                                    "(named .safetensors, but it is a pickle)"),
+    ("ckpt_path={ckpt}", "error: ckpt_path={ckpt} is not a plain weights file: a safe load "
+                         "refused it"),
 ])
 def test_errors_inside_instantiate_reach_the_user_as_one_line_exit_2(tmp_path, tiny_store,
                                                                       override, message):
@@ -119,7 +141,9 @@ def test_errors_inside_instantiate_reach_the_user_as_one_line_exit_2(tmp_path, t
 
     fake = tmp_path / "fake.safetensors"
     fake.write_bytes(pickle.dumps({"a": 1}))
-    override = override.format(pickle=fake)
+    ckpt = tmp_path / "last.ckpt"
+    ckpt.write_bytes(pickle.dumps({"state_dict": {}, "x": os.system}, protocol=2))
+    override = override.format(pickle=fake, ckpt=ckpt)
     proc = subprocess.run(
         [str(BIN / "bone-fit"), f"paths.root={tmp_path}", f"data.store={tiny_store}",
          "experiment=quick", override],
@@ -127,6 +151,6 @@ def test_errors_inside_instantiate_reach_the_user_as_one_line_exit_2(tmp_path, t
     assert proc.returncode == 2, proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors == [line for line in proc.stderr.splitlines() if line.strip()][-1:]
-    assert errors[0].startswith(message.format(pickle=fake))
+    assert errors[0].startswith(message.format(pickle=fake, ckpt=ckpt))
     for unwanted in ("Traceback", "Error executing job", "full_key", "weights_only"):
         assert unwanted not in proc.stderr

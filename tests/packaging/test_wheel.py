@@ -5,6 +5,7 @@ dependencies are the running interpreter's, reached through a ``.pth`` file, so 
 downloaded), and run from an empty folder: nothing of the source tree is on the path.
 """
 
+import glob
 import shutil
 import site
 import subprocess
@@ -28,8 +29,9 @@ def _run(cmd, cwd, timeout=300):
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
     src = tmp_path_factory.mktemp("src")
-    for name in ("bone_seg", "hydra_plugins"):
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("bone_seg", "hydra_plugins", "conf", "sweeps"):  # links kept, as in a clone
+        shutil.copytree(ROOT / name, src / name, symlinks=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     dist = tmp_path_factory.mktemp("dist")
@@ -40,7 +42,9 @@ def wheel(tmp_path_factory):
 
 def test_the_wheel_holds_every_config(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    configs = {str(p.relative_to(ROOT)) for p in (ROOT / "bone_seg" / "conf").rglob("*.yaml")}
+    configs = {f"bone_seg/conf/{Path(p).relative_to(ROOT / 'conf')}"  # glob follows conf/sweeps
+               for p in glob.glob(str(ROOT / "conf" / "**" / "*.yaml"), recursive=True)}
+    assert len(configs) > len(list((ROOT / "conf").rglob("*.yaml")))  # sweeps/ counted
     assert configs and configs <= names, sorted(configs - names)
     assert {"bone_seg/conf/fit.yaml", "bone_seg/conf/sweeps/cv.yaml",
             "bone_seg/conf/sweeps/grid.yaml"} <= names

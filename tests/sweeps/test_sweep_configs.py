@@ -14,7 +14,7 @@ from bone_seg.weights.network import create_net
 
 
 def sweep_jobs(sweep: str, extra: tuple[str, ...] = ()) -> list[list[str]]:
-    """The override lists Hydra's basic sweeper makes of ``bone_seg/conf/sweeps/<sweep>.yaml``."""
+    """The override lists Hydra's basic sweeper makes of ``sweeps/<sweep>.yaml``."""
     cfg = compose_config("fit", [f"sweeps={sweep}", *extra])
     params = OmegaConf.to_container(cfg.hydra.sweeper.params) if "hydra" in cfg else None
     if params is None:  # compose() leaves hydra out: read the sweep file's params directly
