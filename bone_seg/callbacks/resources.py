@@ -122,6 +122,8 @@ class ResourceMonitorCallback(pl.Callback):
             :class:`~bone_seg.monitoring.resources.ResourceMonitor` (CUDA indices/UUIDs).
         memory_metric: ``"rss"`` (BONe's measure, counts shared pages in every process) or
             ``"pss"`` (proportional set size, Linux).
+        max_overhead: Share of one core the memory samples may take (a PSS read of a training
+            process costs ~30 ms): see :class:`~bone_seg.monitoring.resources.ResourceMonitor`.
         include_children: Count the descendants of the ranks (DataLoader workers).
         log_per_gpu: Also log per-GPU values when several GPUs are watched.
         logger_name: Python logger the human-readable summary is written to.
@@ -142,6 +144,7 @@ class ResourceMonitorCallback(pl.Callback):
         interval: float = 0.5,
         gpus: Literal["auto", "all"] | Sequence[int | str] | None = "auto",
         memory_metric: MemoryMetric = "rss",
+        max_overhead: float = 0.01,
         include_children: bool = True,
         log_per_gpu: bool = True,
         logger_name: str = "bone_seg.fit",
@@ -150,6 +153,7 @@ class ResourceMonitorCallback(pl.Callback):
         self.interval = interval
         self.gpus = gpus
         self.memory_metric = memory_metric
+        self.max_overhead = max_overhead
         self.include_children = include_children
         self.log_per_gpu = log_per_gpu
         self._log_to = logging.getLogger(logger_name)
@@ -201,6 +205,7 @@ class ResourceMonitorCallback(pl.Callback):
             pids=[r[2] for r in mine],
             include_children=self.include_children,
             memory_metric=self.memory_metric,
+            max_overhead=self.max_overhead,
             nvml=self.nvml,
         ).start()
 

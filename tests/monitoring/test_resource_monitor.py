@@ -277,3 +277,41 @@ def test_format_summary_names_unavailable_values():
     text = format_summary(s)
     assert "peak VRAM (device)" in text and "n/a (no GPU used" in text
     assert f"{s['peak_rss_gb']:.2f} GB" in text
+
+
+def test_slow_memory_reads_are_spaced_to_the_overhead_budget(monkeypatch):
+    """A PSS read costs ~30 ms per process; sampled every interval it would take most of a core."""
+    import bone_seg.monitoring.resources as resources
+
+    spent = []
+
+    def slow_read(proc, metric):
+        t = time.perf_counter()
+        time.sleep(0.02)
+        spent.append(time.perf_counter() - t)
+        return 1
+
+    monkeypatch.setattr(resources, "_process_memory", slow_read)
+    t = time.perf_counter()
+    with ResourceMonitor(interval=0.01, gpus=None, include_children=False,
+                         max_overhead=0.1) as mon:
+        time.sleep(2.0)
+    wall = time.perf_counter() - t
+    s = mon.summary()
+    assert sum(spent) / wall <= 0.15  # the budget, plus the start and stop samples
+    assert s["num_memory_samples"] >= 3 and s["num_samples"] >= 5 * s["num_memory_samples"]
+    assert s["peak_rss_gb"] == 1 / BYTES_PER_GB
+
+
+def test_cheap_memory_reads_keep_the_interval():
+    """The RSS of one process costs microseconds: every sample reads it."""
+    with ResourceMonitor(interval=0.1, gpus=None, include_children=False,
+                         max_overhead=0.01) as mon:
+        time.sleep(1.0)
+    s = mon.summary()
+    assert s["num_memory_samples"] >= s["num_samples"] - 1 >= 5
+
+
+def test_max_overhead_is_checked():
+    with pytest.raises(ValueError, match="max_overhead must be in"):
+        ResourceMonitor(max_overhead=0)
