@@ -47,7 +47,7 @@ def test_predict_then_measure_and_log(tmp_path, tiny_store):
     assert doc["measures"]["BV.vox"] == int((labels == 1).sum())
     for name in ("tiny_02_morpho.csv", "tiny_02_morpho.png", "tiny_02_morpho_slices.csv"):
         assert (out.parent / name).is_file()
-    tmap = zarr.open_array(str(out.parent / "tiny_02_morpho_thickness.zarr"), mode="r")
+    tmap = zarr.open_array(str(out.parent / "tiny_02_morpho_thickness.zarr" / "0"), mode="r")
     assert tmap.attrs["voxel_size"] == voxel and tmap.shape == labels.shape
     assert "| BV/TV" in r.stderr
 
