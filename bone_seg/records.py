@@ -11,7 +11,7 @@ from __future__ import annotations
 SWEEP_TAG = "bone_seg.sweep"
 #: tag of a report's own run (``cv`` / ``rank``); such runs are never read as fit runs
 REPORT_TAG = "bone_seg.report"
-#: tag of a run made by a command other than bone-fit (``iou``)
+#: tag of a run made by a command other than bone-fit (``iou``, ``morpho``, ``predict``)
 APP_TAG = "bone_seg.app"
 #: tag of a sweep's parent run (its value: the sweep's folder); such runs are never read as fits
 SWEEP_PARENT_TAG = "bone_seg.sweep_parent"
@@ -47,6 +47,12 @@ FIT_TIME = "resources/fit_time_s"
 #: ``cv/fold_<f>/miou_mean``, ``cv/seed_<s>/miou_sd`` ...; of a ranking: ``rank/<place>/score``
 CV_PREFIX = "cv/"
 RANK_PREFIX = "rank/"
+#: metric prefix of morphometry (``bone-morpho``, ``bone-predict morpho=true``): ``morpho/BV_TV``;
+#: comparing: ``morpho/reference/BV_TV``, ``morpho/prediction/…``, ``morpho/difference/…``; a
+#: sweep's agreement report: ``morpho/BV_TV/mean_difference``, ``…/loa_low``, ``…/loa_high``
+MORPHO_PREFIX = "morpho/"
+#: the ``bone_seg.report`` tag of a sweep's morphometry agreement report
+MORPHO_REPORT = "morpho"
 
 
 def fit_run_name(arch: str, encoder: str, patch_size: int, mode: str, fold: object,

@@ -1,10 +1,13 @@
-"""The local-thickness map as a Zarr array, written slab by slab under a temporary name.
+"""The local-thickness map as an OME-Zarr image, written slab by slab under a temporary name.
 
 Each voxel holds the local thickness of its own phase (bone voxels their bone thickness, pore
 voxels their pore thickness; the two are disjoint), 0 elsewhere, float32, in µm (voxels when no
-voxel size is known). Chunks and codecs are the dataset store's (:class:`ChunkLayout`). The
-attributes carry ``voxel_size`` (µm, ``[z, y, x]``, as a store scan's), ``unit``, the phases and
-their labels. The array appears under its final name only when the last slab is in.
+voxel size is known). The map is an OME-Zarr (NGFF 0.5) image of one level: a Zarr v3 group whose
+``ome.multiscales`` metadata give the axes ``z, y, x`` in micrometres and the voxel size as the
+scale of its array ``0`` (napari's OME-Zarr readers and Fiji show it at its physical size). Both
+the group and the array also carry ``voxel_size`` (µm, ``[z, y, x]``, as a store scan's), ``unit``,
+the phases and their labels. Chunks and codecs are the dataset store's (:class:`ChunkLayout`). The
+group appears under its final name only when the last slab is in.
 """
 
 from __future__ import annotations
@@ -17,6 +20,19 @@ import numpy as np
 import zarr
 
 from bone_seg.io.store import ChunkLayout
+
+#: the array of the full-resolution level inside the map's group
+LEVEL = "0"
+
+
+def ngff_metadata(voxel_size_um, name: str) -> dict:
+    """The ``ome`` attributes of a one-level NGFF 0.5 image (scale 1 without a voxel size)."""
+    unit = {} if voxel_size_um is None else {"unit": "micrometer"}
+    scale = [1.0, 1.0, 1.0] if voxel_size_um is None else [float(v) for v in voxel_size_um]
+    return {"version": "0.5", "multiscales": [{
+        "name": name, "axes": [{"name": a, "type": "space", **unit} for a in "zyx"],
+        "datasets": [{"path": LEVEL, "coordinateTransformations": [
+            {"type": "scale", "scale": scale}]}]}]}
 
 
 class ThicknessMapWriter:
@@ -47,10 +63,13 @@ class ThicknessMapWriter:
         self.tmp.parent.mkdir(parents=True, exist_ok=True)
         layout = ChunkLayout()
         chunks, shards = layout.for_array(self.shape, 4)
-        self._array = zarr.create_array(
-            str(self.tmp), shape=self.shape, dtype="float32", chunks=chunks, shards=shards,
-            compressors=layout.compressors(), fill_value=0.0, zarr_format=3,
-            attributes=self.attrs, dimension_names=("z", "y", "x"),
+        name = self.path.name.removesuffix(".zarr")
+        group = zarr.open_group(str(self.tmp), mode="w", zarr_format=3, attributes={
+            "ome": ngff_metadata(self.attrs["voxel_size"], name), **self.attrs})
+        self._array = group.create_array(
+            LEVEL, shape=self.shape, dtype="float32", chunks=chunks, shards=shards,
+            compressors=layout.compressors(), fill_value=0.0, attributes=self.attrs,
+            dimension_names=("z", "y", "x"),
         )
         return self
 
@@ -64,7 +83,7 @@ class ThicknessMapWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def commit(self) -> Path:
-        """Rename the complete array to ``path``."""
+        """Rename the complete map (its group) to ``path``."""
         if self.written != self.shape[0]:
             raise RuntimeError(f"{self.path}: wrote {self.written} of {self.shape[0]} slices")
         if self.path.exists():

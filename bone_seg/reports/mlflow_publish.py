@@ -20,8 +20,8 @@ def log_report_run(
     metrics: Mapping[str, float] | None = None,
     params: Mapping[str, str] | None = None,
 ) -> str:
-    """Create a FINISHED run named ``run_name`` holding ``files`` as artifacts and the report's
-    figures as metrics and parameters.
+    """Create a FINISHED run named ``run_name`` holding ``files`` as artifacts (a folder under its
+    own name) and the report's figures as metrics and parameters.
 
     The run is tagged ``bone_seg.report=<kind>`` (so report runs are never read back as fit runs)
     and ``bone_seg.sweep=<sweep>`` when a sweep was reported, so the MLflow UI lists it with the
@@ -41,7 +41,11 @@ def log_report_run(
     try:
         _log_figures(client, run_id, metrics or {}, params or {})
         for path in files:
-            client.log_artifact(run_id, os.fspath(path))
+            if os.path.isdir(path):  # a folder of figures keeps its name
+                client.log_artifacts(run_id, os.fspath(path),
+                                     artifact_path=os.path.basename(os.fspath(path)))
+            else:
+                client.log_artifact(run_id, os.fspath(path))
     except BaseException:
         client.set_terminated(run_id, status="FAILED")
         raise

@@ -4,7 +4,13 @@ Outputs in ``out`` (default: the run directory), each written whole or not at al
 ``<name>.json`` (everything), ``<name>.csv`` (the measures), ``<name>[_<role>]_slices.csv`` (per
 slice), ``<name>.png`` (profiles and histograms) and ``<name>[_<role>]_thickness.zarr`` (the
 local-thickness map). Every label is checked (pass 1) before anything is written; the JSON comes
-last.
+last. With ``mlflow=true`` the measures become metrics (``morpho/BV_TV``) and the JSON, CSV and PNG
+artifacts of an MLflow run (:mod:`bone_seg.morphometry.mlflow_names`).
+
+:func:`measure` is the measurement itself, shared by ``bone-predict morpho=true``
+(:mod:`bone_seg.workflows.predict_morpho`) and the agreement over a sweep's test scans
+(``sweep=...``, :mod:`bone_seg.workflows.morpho_sweep`); :func:`settings` gives them this
+command's analysis settings from ``conf/morpho.yaml``.
 """
 
 from __future__ import annotations
@@ -12,15 +18,19 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import ExitStack
+from importlib.resources import files
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.errors import BoneSegError
 from bone_seg.io.files import save_figure_atomic
+from bone_seg.io.volume import Volume
+from bone_seg.metrics.mlflow_log import check_run, log_run
 from bone_seg.morphometry.agreement import compare
 from bone_seg.morphometry.analysis import Options, ScanAnalysis, ScanResult
 from bone_seg.morphometry.measures import histogram_edges, histograms, scan_measures, units
+from bone_seg.morphometry.mlflow_names import measure_metrics
 from bone_seg.morphometry.plots import morphometry_figure
 from bone_seg.morphometry.source import open_label_volume, resolve_voxel_size
 from bone_seg.morphometry.thickness_map import ThicknessMapWriter
@@ -33,6 +43,17 @@ from bone_seg.morphometry.writers import (
 )
 
 log = logging.getLogger(__name__)
+
+#: the keys of conf/morpho.yaml that say how to measure (not what, where or whether to log)
+ANALYSIS_KEYS = ("num_classes", "bone_label", "pore_label", "thickness", "thickness_map",
+                 "histogram_bins", "slab_depth", "max_slab_mb")
+
+
+def settings(**changes) -> DictConfig:
+    """``bone-morpho``'s analysis settings (:data:`ANALYSIS_KEYS` of ``conf/morpho.yaml``), then
+    ``changes`` (``out``, ``name`` …), for the commands that measure as ``bone-morpho`` does."""
+    node = OmegaConf.load(str(files("bone_seg").joinpath("conf").joinpath("morpho.yaml")))
+    return OmegaConf.create({**{k: node[k] for k in ANALYSIS_KEYS}, **changes})
 
 
 def _whole(value, key: str, low: int, high: int) -> int:
@@ -75,7 +96,8 @@ def _roles(cfg: DictConfig) -> dict[str, str]:
     )
 
 
-def _open(roles: dict[str, str]) -> dict:
+def open_volumes(roles: dict[str, str]) -> dict[str, Volume]:
+    """The volumes of ``{role: path}``, refused unless they all have one shape."""
     volumes = {role: open_label_volume(path, role or "labels") for role, path in roles.items()}
     shapes = {role: tuple(v.shape) for role, v in volumes.items()}
     if len(set(shapes.values())) > 1:
@@ -108,7 +130,7 @@ def _thickness_passes(analyses: dict[str, ScanAnalysis], cfg: DictConfig, out: P
 
 
 def _write_outputs(results: dict[str, ScanResult], cfg: DictConfig, out: Path,
-                   extra: dict) -> dict:
+                   extra: dict) -> tuple[dict, list[Path]]:
     unit = units(next(iter(results.values())).voxel_size_um is not None)
     values = {role: scan_measures(res, cfg.bone_label, cfg.pore_label)
               for role, res in results.items()}
@@ -117,8 +139,8 @@ def _write_outputs(results: dict[str, ScanResult], cfg: DictConfig, out: Path,
             log.warning("%s: no bone voxel (label %d): BV = 0; bone thickness, BS/BV, Δχ and "
                         "connectivity are null", res.path, cfg.bone_label)
     edges = histogram_edges(list(results.values()), _bins(cfg.histogram_bins))
-    for role, res in results.items():
-        write_slices_csv(res, out / f"{_stem(cfg.name, role)}_slices.csv")
+    written = [write_slices_csv(res, out / f"{_stem(cfg.name, role)}_slices.csv")
+               for role, res in results.items()]
     if "" in results:
         rows = [{"measure": k, "unit": unit[k], "value": values[""][k]} for k in unit]
         doc = {**scan_document(results[""], values[""], unit),
@@ -129,24 +151,35 @@ def _write_outputs(results: dict[str, ScanResult], cfg: DictConfig, out: Path,
         doc["agreement"] = rows
         doc["thickness_histogram"] = {role: histograms(res, edges)
                                       for role, res in results.items()}
-    write_measures_csv(rows, out / f"{cfg.name}.csv")
+    written.append(write_measures_csv(rows, out / f"{cfg.name}.csv"))
     runs = [(role, res) for role, res in results.items()]
-    save_figure_atomic(morphometry_figure(runs, list(values.values()), unit, edges),
-                       out / f"{cfg.name}.png")
+    written.append(save_figure_atomic(morphometry_figure(runs, list(values.values()), unit, edges),
+                                      out / f"{cfg.name}.png"))
     doc.update(extra)
     log.info("%s\n%s", "morphometry" + (" (prediction − reference)" if "" not in results else ""),
              format_table(rows))
-    return doc
+    return doc, written
 
 
-def run(cfg: DictConfig) -> dict:
-    """Measure ``labels`` (or ``reference`` and ``prediction``); write JSON, CSV, PNG, Zarr."""
+def voxel_size_option(cfg: DictConfig):
+    """``voxel_size`` of a config as a plain value (a number, a list, ``voxels`` or None)."""
+    size = cfg.voxel_size
+    return OmegaConf.to_object(size) if OmegaConf.is_config(size) else size
+
+
+def measure(cfg: DictConfig, volumes: dict[str, Volume],
+            voxel_size: tuple[float, float, float] | None) -> tuple[dict, list[Path]]:
+    """Measure ``volumes`` (``{"": one}`` or ``{"reference": r, "prediction": p}``) into
+    ``cfg.out``: the document (also its JSON, written last) and the JSON, CSV and PNG files.
+
+    ``cfg`` holds :data:`ANALYSIS_KEYS`, ``out`` and ``name`` (:func:`settings` gives them).
+
+    Raises:
+        BoneSegError: bad settings, or a label outside ``0..num_classes-1`` (found before
+            anything is written).
+    """
     options = options_from(cfg)
     _bins(cfg.histogram_bins)
-    volumes = _open(_roles(cfg))
-    size = cfg.voxel_size
-    size = OmegaConf.to_object(size) if OmegaConf.is_config(size) else size
-    voxel_size = resolve_voxel_size(size, list(volumes.values()))
     if voxel_size is None:
         log.info("results in voxel units (voxel_size=voxels)")
     start = time.perf_counter()
@@ -157,8 +190,56 @@ def run(cfg: DictConfig) -> dict:
     maps = _thickness_passes(analyses, cfg, out, options) if options.thickness else []
     extra = {"seconds": round(time.perf_counter() - start, 3),
              "thickness_maps": [str(p) for p in maps]}
-    doc = _write_outputs({r: a.result for r, a in analyses.items()}, cfg, out, extra)
+    doc, written = _write_outputs({r: a.result for r, a in analyses.items()}, cfg, out, extra)
     json_path = write_json(doc, out / f"{cfg.name}.json")
     log.info("wrote %s, %s.csv, %s.png%s in %s", json_path.name, cfg.name, cfg.name,
              "".join(f", {p.name}" for p in maps), out)
+    return doc, [json_path, *written]
+
+
+def log_measures(cfg: DictConfig, doc: dict, files: list[Path], params: dict) -> str:
+    """The measures as metrics (``morpho/BV_TV``, prefixed by ``mlflow_prefix``), ``params`` and
+    the files under ``morpho/``, into ``mlflow_run_id`` or a new run ``morpho``."""
+    run_id = log_run(measure_metrics(doc, cfg.mlflow_prefix or ""), cfg.logger.tracking_uri,
+                     cfg.logger.experiment_name, app="morpho", run_id=cfg.mlflow_run_id or None,
+                     params=params, artifacts=files, prefix=cfg.mlflow_prefix or "")
+    log.info("logged to MLflow run %s at %s", run_id, cfg.logger.tracking_uri)
+    return run_id
+
+
+def _mlflow_switch(cfg: DictConfig, default: bool) -> bool:
+    if cfg.mlflow is None:
+        return default
+    if not isinstance(cfg.mlflow, bool):
+        raise BoneSegError(f"mlflow={cfg.mlflow!r}: use true, false or null (null: log a "
+                           "sweep's agreement, not a single volume's measures)")
+    return cfg.mlflow
+
+
+def run(cfg: DictConfig) -> dict:
+    """Measure ``labels`` (or ``reference`` and ``prediction``, or a sweep's test scans); write
+    JSON, CSV, PNG, Zarr; log to MLflow when asked."""
+    if cfg.sweep:
+        from bone_seg.workflows.morpho_sweep import run_sweep
+
+        if cfg.labels or cfg.reference or cfg.prediction:
+            raise BoneSegError("sweep= measures the test scans of a sweep's runs; give it "
+                               "without labels=, reference= and prediction=")
+        return run_sweep(cfg, log_to_mlflow=_mlflow_switch(cfg, True))
+    if cfg.seed is not None:
+        raise BoneSegError(f"seed={cfg.seed} selects runs of a sweep; give sweep=<name> too")
+    to_mlflow = _mlflow_switch(cfg, False)
+    if to_mlflow and cfg.mlflow_run_id:
+        check_run(cfg.logger.tracking_uri, str(cfg.mlflow_run_id))
+    options_from(cfg)
+    _bins(cfg.histogram_bins)
+    roles = _roles(cfg)
+    volumes = open_volumes(roles)
+    voxel_size = resolve_voxel_size(voxel_size_option(cfg), list(volumes.values()))
+    doc, written = measure(cfg, volumes, voxel_size)
+    if to_mlflow:
+        params = {**{role or "labels": str(Path(path).resolve()) for role, path in roles.items()},
+                  "voxel_size_um": list(voxel_size) if voxel_size else "voxels",
+                  **{k: cfg[k] for k in ("num_classes", "bone_label", "pore_label")}}
+        log_measures(cfg, doc, written, params)
     return doc

@@ -1,4 +1,5 @@
-"""``bone-predict``: segment a scan with a weights file (conf/predict.yaml)."""
+"""``bone-predict``: segment a scan with a weights file (conf/predict.yaml); ``morpho=true`` then
+measures the labels, ``mlflow=true`` logs the run (:mod:`bone_seg.workflows.predict_morpho`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from omegaconf import DictConfig
 
 from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.inference.scan import scan_name
+from bone_seg.workflows import predict_morpho
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +19,7 @@ def run(cfg: DictConfig) -> dict:
     """Predict a scan into a Zarr group (optionally TIFF too) and log the report's figures."""
     settings = PredictSettings.from_config(cfg)
     out = Path(cfg.out) if cfg.out else Path(cfg.predictions) / f"{scan_name(cfg.scan)}.zarr"
+    size = predict_morpho.voxel_size(cfg) if cfg.morpho else None  # refused before any work
     report = predict_scan(str(cfg.weights), str(cfg.scan), out, store_path=cfg.store_path,
                           settings=settings)
     conf = report["confidence"]
@@ -30,4 +33,7 @@ def run(cfg: DictConfig) -> dict:
     if report["tiff"]:
         log.info("TIFF: %s", report["tiff"])
     log.info("report: %s", out / "report.json")
+    measured = predict_morpho.measure_prediction(out, report, size) if cfg.morpho else None
+    if cfg.mlflow:
+        predict_morpho.log_prediction(cfg, out, report, measured)
     return report

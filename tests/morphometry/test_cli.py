@@ -55,8 +55,12 @@ def test_one_volume_outputs(tmp_path, scans):
     slices = list(csv.DictReader((out / "femur_slices.csv").open()))
     assert len(slices) == reference.shape[0] and "Tt.Ar_mm2" in slices[0]
     assert (out / "femur.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    tmap = zarr.open_array(str(out / "femur_thickness.zarr"), mode="r")
+    tmap = zarr.open_array(str(out / "femur_thickness.zarr" / "0"), mode="r")
     assert tmap.attrs["voxel_size"] == VOXEL and tmap.attrs["unit"] == "µm"
+    ome = zarr.open_group(str(out / "femur_thickness.zarr"), mode="r").attrs["ome"]
+    (level,) = ome["multiscales"][0]["datasets"]  # an OME-Zarr image: napari/Fiji scale it
+    assert level["path"] == "0" and level["coordinateTransformations"][0]["scale"] == VOXEL
+    assert [a["unit"] for a in ome["multiscales"][0]["axes"]] == ["micrometer"] * 3
     bone = reference == 1
     assert tmap[:][bone].mean() == pytest.approx(expected["B.Th"], rel=1e-6)
     assert "| BV/TV" in r.stderr and "femur.json" in r.stderr

@@ -1,0 +1,112 @@
+"""What ``bone-predict`` does after predicting: ``morpho=true`` measures the labels it just wrote
+(``bone-morpho``'s :func:`~bone_seg.workflows.morpho.measure`, with ``conf/morpho.yaml``'s analysis
+settings), ``mlflow=true`` logs the prediction's report (and those measures) as an MLflow run.
+
+The morphometry lies beside the prediction ``<stem>.zarr``: ``<stem>_morpho.json``, ``.csv``,
+``.png``, ``<stem>_morpho_slices.csv`` and ``<stem>_morpho_thickness.zarr``. Its voxel size is
+``voxel_size=`` or the one the scan records (a store scan's, a Zarr array's attribute), found
+before the prediction starts, so that a scan without one is refused before any work.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from bone_seg.io.store import DatasetStore
+from bone_seg.io.volume import open_volume
+from bone_seg.metrics.mlflow_log import log_run
+from bone_seg.morphometry.mlflow_names import measure_metrics
+from bone_seg.morphometry.source import open_label_volume, resolve_voxel_size
+from bone_seg.workflows import morpho
+
+log = logging.getLogger(__name__)
+
+#: figures of the prediction's report logged as metrics ``predict/<key>``
+REPORT_METRICS = ("wall_time_s", "predict_time_s", "voxels_per_s", "peak_rss_gb", "peak_vram_gb")
+
+
+def labels_array(out: str | Path) -> Path:
+    """The full-resolution labels array of a prediction output ``out``: ``<out>/labels`` when
+    that is an array, else followed down the OME-Zarr (NGFF 0.4/0.5) metadata of the groups there
+    (a ``labels`` list, then ``multiscales[0].datasets[0].path``)."""
+    import zarr
+
+    path = Path(out) / "labels"
+    for _ in range(4):
+        try:
+            node = zarr.open(str(path), mode="r")
+        except Exception:  # noqa: BLE001 - not (yet) a Zarr node: the caller names the path
+            return path
+        if isinstance(node, zarr.Array):
+            return path
+        attrs = dict(node.attrs)
+        ome = attrs.get("ome", attrs)
+        if ome.get("labels"):
+            path = path / str(ome["labels"][0])
+        elif ome.get("multiscales"):
+            path = path / str(ome["multiscales"][0]["datasets"][0]["path"])
+        else:
+            return path
+    return path
+
+
+def _scan_paths(cfg: DictConfig) -> list[Path]:
+    """Where the scan may record its voxel size: the path given, or the store scan's image."""
+    scan = Path(str(cfg.scan))
+    if scan.exists():
+        return [scan]
+    store = cfg.store_path
+    if store and (Path(store) / "manifest.json").exists():
+        ds = DatasetStore(store)
+        if str(cfg.scan) in ds.scan_ids:
+            return [ds.scan_path(str(cfg.scan)) / "image"]
+    return []  # predict_scan names the unknown scan
+
+
+def voxel_size(cfg: DictConfig) -> tuple[float, float, float] | None:
+    """The voxel size the morphometry will use (``None``: voxel units).
+
+    Raises:
+        BoneSegError: neither ``voxel_size=`` nor a size recorded with the scan (the message says
+            to pass ``voxel_size=<µm>`` or ``voxel_size=voxels``).
+    """
+    volumes = [open_volume(p) for p in _scan_paths(cfg)]
+    if not volumes and cfg.voxel_size is None:
+        return None  # the scan itself is refused by the prediction
+    return resolve_voxel_size(morpho.voxel_size_option(cfg), volumes)
+
+
+def measure_prediction(out: Path, report: dict,
+                       size: tuple[float, float, float] | None) -> tuple[dict, list[Path]]:
+    """Measure ``<out>/labels`` into ``<stem>_morpho.*`` beside ``out``."""
+    stem = out.name[:-len(".zarr")] if out.name.endswith(".zarr") else out.name
+    classes = len(report.get("class_fractions") or {}) or None
+    cfg = morpho.settings(out=str(out.parent), name=f"{stem}_morpho")
+    if classes:
+        cfg.num_classes = max(classes, cfg.num_classes)
+    labels = open_label_volume(str(labels_array(out)), "prediction")
+    return morpho.measure(cfg, {"": labels}, size)
+
+
+def log_prediction(cfg: DictConfig, out: Path, report: dict,
+                   measured: tuple[dict, list[Path]] | None) -> str:
+    """One MLflow run ``predict-<name>``: the report's figures (``predict/...``), the measures
+    (``morpho/...``), the inputs as parameters, ``report.json`` and the morphometry files."""
+    metrics = {f"predict/{k}": float(report[k]) for k in REPORT_METRICS
+               if report.get(k) is not None}
+    if report.get("confidence", {}).get("mean") is not None:
+        metrics["predict/confidence_mean"] = float(report["confidence"]["mean"])
+    files = [out / "report.json"]
+    if measured is not None:
+        metrics.update(measure_metrics(measured[0]))
+        files += measured[1]
+    params = {"weights": str(Path(str(cfg.weights)).resolve()), "scan": str(cfg.scan),
+              "out": str(out.resolve()), "morpho": bool(cfg.morpho),
+              **{k: report["settings"][k] for k in ("overlap", "blending", "threshold")}}
+    run_id = log_run(metrics, cfg.logger.tracking_uri, cfg.logger.experiment_name, app="predict",
+                     run_name=f"predict-{report['name']}", params=params, artifacts=files)
+    log.info("logged to MLflow run %s at %s", run_id, cfg.logger.tracking_uri)
+    return run_id
