@@ -20,7 +20,9 @@ def run(cfg: DictConfig) -> dict:
     report = predict_scan(str(cfg.weights), str(cfg.scan), out, store_path=cfg.store_path,
                           settings=settings)
     conf = report["confidence"]
-    log.info("labels: %s/labels (%s slabs, %s done before this run)", out, report["slabs"],
+    voxel = report["voxel_size"]
+    log.info("labels: %s/labels (OME-Zarr, voxel %s; %s slabs, %s done before this run)", out,
+             f"{voxel} µm" if voxel else "size unknown, set voxel_size=<µm>", report["slabs"],
              report["slabs_done_before"])
     log.info("%.1f s, %.3f Mvoxel/s, peak RAM %.2f GB%s", report["wall_time_s"],
              (report["voxels_per_s"] or 0) / 1e6, report["peak_rss_gb"] or 0,
@@ -29,5 +31,5 @@ def run(cfg: DictConfig) -> dict:
              conf["mean"] or 0, 100 * (conf["reassigned_to_background"] or 0), cfg.threshold)
     if report["tiff"]:
         log.info("TIFF: %s", report["tiff"])
-    log.info("report: %s", out / "report.json")
+    log.info("report: %s; summary: %s", out / "report.json", report["summary"])
     return report
