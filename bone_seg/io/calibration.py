@@ -75,11 +75,22 @@ def zarr_info(path: str | Path) -> tuple[tuple[float, float, float] | None, list
             names = ngff.label_class_names(group)
         own = attrs.get("bone_seg_prediction") or attrs
         if voxel is None and own.get("voxel_size"):
-            voxel = ngff.voxel_size_zyx(own["voxel_size"])
+            voxel = _valid(own["voxel_size"])
         if names is None and labels and own.get("class_names"):
             names = list(own["class_names"])
         folder = folder.parent
     return voxel, names
+
+
+def _valid(value) -> tuple[float, float, float] | None:
+    """A recorded voxel size, or None when it is malformed (the code that needs one says so)."""
+    from bone_seg.errors import BoneSegError
+    from bone_seg.io import ngff
+
+    try:
+        return ngff.voxel_size_zyx(value)
+    except (BoneSegError, TypeError, ValueError):
+        return None
 
 
 def _ngff_voxel(multiscale: dict) -> tuple[float, float, float] | None:
