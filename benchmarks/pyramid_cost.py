@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -74,8 +75,8 @@ def main() -> None:
         common = [f"weights={weights}", f"paths.root={root}", "slab_depth=8", "batch_size=8",
                   "confidence=true", "threads=1", "overwrite=true"]
 
-        def predict(scan: str, pyramid: int) -> dict:
-            out = root / f"{scan}_{pyramid}.zarr"
+        def predict(scan: str, pyramid: int, rep: int = 0) -> dict:
+            out = root / f"{scan}_{pyramid}_{rep}.zarr"  # a new output each time: no resume
             rss, wall = timed([str(BIN / "bone-predict"), *common, f"scan={scans[scan]}",
                                f"out={out}", f"pyramid={pyramid}"])
             report = json.loads((out / "report.json").read_text())
@@ -83,12 +84,13 @@ def main() -> None:
                 "bone_seg_prediction"]["pyramid"])
             print(f"{scan:8s} pyramid={pyramid} ({levels} levels): peak RSS {rss:.0f} MiB, "
                   f"wall {wall:.1f} s, predict+write {report['predict_time_s']:.1f} s")
+            shutil.rmtree(out)
             return {"rss": rss, "wall": wall, "predict": report["predict_time_s"]}
 
         runs: dict[int, list[dict]] = {0: [], 3: []}
-        for _ in range(args.repeats):
+        for rep in range(args.repeats):
             for pyramid in (0, 3):
-                runs[pyramid].append(predict("deep", pyramid))
+                runs[pyramid].append(predict("deep", pyramid, rep))
         shallow = predict("shallow", 3)
         best = {p: {k: min(r[k] for r in rs) for k in ("rss", "wall", "predict")}
                 for p, rs in runs.items()}
