@@ -67,7 +67,7 @@ def _confusions(run: Path, phantoms: Path) -> dict[str, float]:
         fields = {k: v for k, v in meta["params"].items() if k not in ("name", "shape")}
         codes = structure_codes(get_preset(meta["preset"], meta["shape"], **fields), meta["seed"])
         labels = np.asarray(zarr.open_array(run / "test_predictions" / f"{record['scan']}.zarr"
-                                            / "labels", mode="r")[:])
+                                            / "labels" / "segmentation" / "0", mode="r")[:])
         between = codes == CODE["between_bones"]
         cavity = np.isin(codes, [CODE["marrow"], CODE["cavity_air"]])
         counts["between"] += int(between.sum())
@@ -98,7 +98,8 @@ def _picture(runs: list[tuple[int, Path]], store: Path, out: Path) -> None:
     panels = [("image", np.asarray(group["image"][z]), "gray"),
               ("reference", np.asarray(group["mask"][z]), "viridis")]
     for size, run in runs:
-        labels = zarr.open_array(run / "test_predictions" / f"{scan}.zarr" / "labels", mode="r")
+        labels = zarr.open_array(run / "test_predictions" / f"{scan}.zarr" / "labels"
+                                 / "segmentation" / "0", mode="r")
         panels.append((f"{size}-px patches", np.asarray(labels[z]), "viridis"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4.3))
     for ax, (title, data, cmap) in zip(axes, panels, strict=True):

@@ -1,21 +1,27 @@
-"""The prediction's output: a Zarr v3 group with ``labels`` and, on request, ``confidence``.
+"""The prediction's output: a Zarr v3 group holding OME-Zarr (NGFF 0.5) images, resumable.
 
 Layout of ``<out>`` (a Zarr group)::
 
-    labels        (Z, Y, X) uint8 class indices; chunks one slab deep (``slab_depth`` slices)
-    confidence    (Z, Y, X) float32 maximum class probability (optional), same chunks
-    progress.json {"format", "fingerprint", "slab_depth", "num_slabs", "slabs": {i: stats},
-                   "complete"}
-    report.json   the report of the last run (see :mod:`bone_seg.inference.report`)
+    labels/               NGFF "labels" group (``ome.labels = ["segmentation"]``)
+      segmentation/       NGFF label image: class indices (uint8), levels 0, 1, ... (a pyramid),
+                          ``image-label`` colours and class names; axes z, y, x in micrometres
+    confidence/           NGFF image (optional): maximum class probability (float32), levels
+    progress.json         {"format", "fingerprint", "slab_depth", "num_slabs", "slabs": {i: stats},
+                           "complete"}
+    report.json           the report of the last run (see :mod:`bone_seg.inference.report`)
 
-Group attributes: ``bone_seg_prediction`` (format, fingerprint, shape, class names) and
-``complete`` (false until the last slab is written; true is written last).
+Every level is chunked one slab deep (``slab_depth`` slices, fewer on levels that halve Z;
+:mod:`bone_seg.io.pyramid`); scales are the voxel size times each level's factor (scale 1 when
+the voxel size is unknown). Group attributes: ``bone_seg_prediction`` (format, layout, fingerprint,
+shape, class names, voxel size in µm or null, the pyramid's factors) and ``complete`` (false until
+the last slab is written; true is written last).
 
-A slab's chunks are written by that slab only (chunks are one slab deep and never shared), so a
-slab interrupted half-way is simply written again; the slab is recorded in ``progress.json``
-(replaced atomically) only *after* its data is written. A rerun with the same fingerprint
-(weights digest, scan, settings that change the result) continues with the slabs not recorded; a
-different fingerprint is refused unless ``overwrite`` is given.
+A slab's chunks are written by that slab only (on every level), so a slab interrupted half-way is
+simply written again; the slab is recorded in ``progress.json`` (replaced atomically) only *after*
+its data is written. A rerun with the same fingerprint (weights digest, scan, settings that change
+the result) continues with the slabs not recorded; a different fingerprint is refused unless
+``overwrite`` is given. Outputs of the first layout (``labels`` an array beside ``confidence``)
+are still read by every reader (:func:`bone_seg.io.ngff.resolve_array`) but not continued.
 """
 
 from __future__ import annotations
@@ -30,11 +36,16 @@ import numpy as np
 import zarr
 
 from bone_seg.atomic import write_json_atomic
+from bone_seg.classes import default_class_names
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.slabs import slab_ranges
+from bone_seg.io import ngff
+from bone_seg.io.pyramid import Pyramid, create_levels, plan_pyramid, write_levels
 
 FORMAT = "bone_seg.prediction"
+LAYOUT = 2  # 1: ``labels`` and ``confidence`` plain arrays (no pyramid, no NGFF metadata)
 CHUNK_YX = 512
+LABEL_NAME = "segmentation"
 
 
 class PredictionOutput:
@@ -47,20 +58,29 @@ class PredictionOutput:
         fingerprint: what the result depends on (plain JSON).
         confidence: also store the confidence volume.
         overwrite: replace an output made with another fingerprint (or any other content).
-        class_names: stored in the attributes.
+        class_names: stored in the attributes and the labels' NGFF metadata.
+        voxel_size: µm (a number or ``(z, y, x)``), or None when unknown.
+        pyramid: extra resolution levels, or ``auto`` (:func:`bone_seg.io.pyramid.plan_pyramid`).
 
     Raises:
-        BoneSegError: ``path`` holds something else and ``overwrite`` is false.
+        BoneSegError: ``path`` holds something else and ``overwrite`` is false, or a prediction of
+            the first layout that cannot be continued.
     """
 
     def __init__(self, path: str | Path, shape, slab_depth: int, fingerprint: dict,
-                 confidence: bool, overwrite: bool = False, class_names: list[str] | None = None):
+                 confidence: bool, overwrite: bool = False, class_names: list[str] | None = None,
+                 voxel_size=None, pyramid: int | str = "auto"):
         self.path = Path(path)
         self.progress_path = self.path / "progress.json"
         self.shape = tuple(int(s) for s in shape)
         self.slab_depth = int(slab_depth)
         self.num_slabs = -(-self.shape[0] // self.slab_depth)
         self.fingerprint = json.loads(json.dumps(fingerprint))
+        self.voxel_size = ngff.voxel_size_zyx(voxel_size)
+        self.class_names = list(class_names or default_class_names(3))
+        zyx = self.voxel_size
+        self.pyramid: Pyramid = plan_pyramid(self.shape, self.slab_depth, pyramid,
+                                             isotropic=zyx is None or _isotropic(zyx))
         self._lock = threading.Lock()
         progress = self._read_progress()
         if progress is not None and progress.get("fingerprint") != self.fingerprint:
@@ -70,20 +90,41 @@ class PredictionOutput:
                     f"({_difference(progress.get('fingerprint'), self.fingerprint)}); choose "
                     "another out=... or pass overwrite=true")
             progress = None
+        if progress is not None and _first_layout(self.path):
+            if not overwrite:
+                raise BoneSegError(
+                    f"{self.path} is a prediction of bone_seg's first layout (no OME-Zarr "
+                    "metadata or pyramid); it is still read by bone-iou, bone-morpho and "
+                    "bone-export, but not continued: pass overwrite=true to predict it again")
+            progress = None
         if progress is None and self.path.exists():
             if not overwrite and (not self.path.is_dir() or any(self.path.iterdir())):
                 raise BoneSegError(f"{self.path} exists and is not a bone-predict output; choose "
                                    "another out=... or pass overwrite=true")
             _remove(self.path)
         if progress is None:
-            self._create(confidence, class_names)
+            self._create(confidence)
             progress = self._read_progress()
         self.slabs: dict[int, dict] = {int(k): v for k, v in progress["slabs"].items()}
         self.complete = bool(progress.get("complete"))
-        group = zarr.open_group(str(self.path), mode="r+")
-        self.group = group
-        self.labels = group["labels"]
-        self.confidence = group["confidence"] if "confidence" in group else None
+        self.group = zarr.open_group(str(self.path), mode="r+")
+        written = self.group.attrs.get("bone_seg_prediction", {}).get("pyramid")
+        if written:  # the levels on disk, whatever this run would plan
+            self.pyramid = Pyramid(self.shape, self.slab_depth,
+                                   tuple(tuple(int(v) for v in f) for f in written))
+        self.label_levels = _levels(self.group[f"{ngff.LABELS_GROUP}/{LABEL_NAME}"])
+        self.confidence_levels = (_levels(self.group["confidence"])
+                                  if "confidence" in self.group else None)
+
+    @property
+    def labels(self):
+        """The full-resolution labels array."""
+        return self.label_levels[0]
+
+    @property
+    def confidence(self):
+        """The full-resolution confidence array, or None."""
+        return None if self.confidence_levels is None else self.confidence_levels[0]
 
     # ------------------------------------------------------------------ state
     def _read_progress(self) -> dict | None:
@@ -102,22 +143,45 @@ class PredictionOutput:
             "slabs": {str(i): self.slabs[i] for i in sorted(self.slabs)},
         })
 
-    def _create(self, confidence: bool, class_names: list[str] | None) -> None:
-        z, y, x = self.shape
-        chunks = (self.slab_depth, min(y, CHUNK_YX), min(x, CHUNK_YX))
+    def _create(self, confidence: bool) -> None:
         group = zarr.open_group(str(self.path), mode="w")
-        group.create_array("labels", shape=self.shape, dtype="uint8", chunks=chunks,
-                           fill_value=0)
+        labels = group.create_group(ngff.LABELS_GROUP).create_group(LABEL_NAME)
+        create_levels(labels, self.pyramid, "uint8", CHUNK_YX, fill_value=0)
         if confidence:
-            group.create_array("confidence", shape=self.shape, dtype="float32", chunks=chunks,
-                               fill_value=0.0)
-        group.attrs.update({
-            "bone_seg_prediction": {"format": FORMAT, "fingerprint": self.fingerprint,
-                                    "shape": list(self.shape), "class_names": class_names},
-            "complete": False,
-        })
+            create_levels(group.create_group("confidence"), self.pyramid, "float32", CHUNK_YX,
+                          fill_value=0.0)
+        group.attrs["complete"] = False
+        self.write_metadata(group)
         self.slabs, self.complete = {}, False
         self._write_progress()
+
+    def write_metadata(self, group=None) -> None:
+        """(Re)write the NGFF metadata and bone_seg's attributes (voxel size, class names)."""
+        group = group if group is not None else self.group
+        group.attrs["bone_seg_prediction"] = {
+            "format": FORMAT, "layout": LAYOUT, "fingerprint": self.fingerprint,
+            "shape": list(self.shape), "class_names": self.class_names,
+            "voxel_size": self.attrs_voxel_size,
+            "pyramid": [list(f) for f in self.pyramid.factors]}
+        labels_group = group[ngff.LABELS_GROUP]
+        labels_group.attrs.pop("ome", None)  # write_label_metadata appends to the list
+        ngff.write_image_metadata(labels_group[LABEL_NAME], self.pyramid.factors,
+                                  self.voxel_size, LABEL_NAME)
+        has_conf = "confidence" in group
+        ngff.write_label_metadata(labels_group, LABEL_NAME, self.class_names,
+                                  source_image="../../confidence" if has_conf else None)
+        if has_conf:
+            ngff.write_image_metadata(group["confidence"], self.pyramid.factors,
+                                      self.voxel_size, "confidence")
+
+    @property
+    def attrs_voxel_size(self) -> float | list[float] | None:
+        """The voxel size as attributes and reports give it: one number (µm) when isotropic,
+        ``[z, y, x]`` otherwise, None when unknown."""
+        vs = self.voxel_size
+        if vs is None:
+            return None
+        return ngff.scalar_voxel_size(vs) if _isotropic(vs) else list(vs)
 
     @property
     def done(self) -> set[int]:
@@ -135,14 +199,15 @@ class PredictionOutput:
     # ------------------------------------------------------------------ writing
     def write_slab(self, i: int, labels: np.ndarray, confidence: np.ndarray | None,
                    stats: dict) -> None:
-        """Write slab ``i``'s data, then record it as done (with its statistics)."""
+        """Write slab ``i``'s data on every pyramid level, then record it as done (with its
+        statistics)."""
         z0, z1 = self.slab_range(i)
         if labels.shape != (z1 - z0, *self.shape[1:]):
             raise BoneSegError(f"slab {i}: got shape {labels.shape}, expected "
                                f"{(z1 - z0, *self.shape[1:])}")
-        self.labels[z0:z1] = labels
-        if self.confidence is not None and confidence is not None:
-            self.confidence[z0:z1] = confidence
+        write_levels(self.label_levels, z0, labels, self.pyramid, "nearest")
+        if self.confidence_levels is not None and confidence is not None:
+            write_levels(self.confidence_levels, z0, confidence, self.pyramid, "mean")
         with self._lock:
             self.slabs[i] = stats
             self._write_progress()
@@ -153,9 +218,28 @@ class PredictionOutput:
         if missing:
             raise BoneSegError(f"{self.path}: slabs {missing[:5]} are not written yet")
         with self._lock:
+            self.write_metadata()
             self.complete = True
             self._write_progress()
             self.group.attrs["complete"] = True
+
+
+def _levels(group) -> list:
+    """The arrays of an NGFF multiscale group, level 0 first."""
+    ms = ngff.ome_attrs(group)["multiscales"][0]["datasets"]
+    return [group[d["path"]] for d in ms]
+
+
+def _isotropic(zyx) -> bool:
+    return max(zyx) - min(zyx) <= 1e-6 * max(zyx)
+
+
+def _first_layout(path: Path) -> bool:
+    """Whether ``path`` is a prediction of the first layout (``labels`` a plain array)."""
+    try:
+        return isinstance(zarr.open_group(str(path), mode="r").get("labels"), zarr.Array)
+    except Exception:  # not a group at all
+        return False
 
 
 def is_complete(path: str | Path) -> bool:

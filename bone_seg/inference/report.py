@@ -14,7 +14,8 @@ statistics, prediction, export), ``predict_time_s``, ``voxels_predicted`` (this 
 ``voxels_per_s`` (over ``predict_time_s``), ``peak_rss_gb`` (process tree, sampled),
 ``peak_vram_gb`` (None on the CPU), ``voxels``, ``confidence`` (``mean``, ``histogram`` with
 ``bin_edges``, ``reassigned_to_background`` as a fraction of the voxels, ``reassigned_voxels``),
-``class_fractions`` and ``tiff`` (the exported TIFF, or None).
+``class_fractions``, ``class_counts`` (voxels per class), ``tiff`` (the exported TIFF, or None),
+``voxel_size`` (µm, or None when unknown) and ``summary`` (the PNG summary, or None).
 """
 
 from __future__ import annotations
@@ -60,4 +61,5 @@ def merge_stats(per_slab: dict[int, dict], class_names: list[str]) -> dict:
         },
         "class_fractions": {name: (int(c) / voxels if voxels else None)
                             for name, c in zip(class_names, counts, strict=True)},
+        "class_counts": {name: int(c) for name, c in zip(class_names, counts, strict=True)},
     }

@@ -34,9 +34,10 @@ from bone_seg.inference.report import merge_stats, slab_stats
 from bone_seg.inference.scan import open_scan
 from bone_seg.inference.settings import PredictSettings
 from bone_seg.inference.slabs import pending_runs, split_slabs
+from bone_seg.inference.summary import write_summary
 from bone_seg.io.normalize import Normalizer
 from bone_seg.io.validate import check_image_slab
-from bone_seg.io.volume import open_volume
+from bone_seg.io.volume import ArrayVolume
 from bone_seg.monitoring.memory import batch_size_for
 from bone_seg.monitoring.resources import ResourceMonitor
 
@@ -71,8 +72,9 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
         norm = Normalizer.from_stats(stats, meta.normalization, meta.clip_range,
                                      name=str(source.get("path", name)))
         fingerprint = _fingerprint(digest, source, meta, norm, predictors[0], s, devices)
+        voxel_size = s.voxel_size or getattr(volume, "voxel_size", None)
         output = PredictionOutput(out, volume.shape, s.slab_depth, fingerprint, s.confidence,
-                                  s.overwrite, meta.class_names)
+                                  s.overwrite, meta.class_names, voxel_size, s.pyramid)
         done_before = len(output.done)
         todo = pending_runs(output.num_slabs, output.done) if not output.complete else []
 
@@ -84,7 +86,7 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
         predict_s = _predict_shares(predictors, read, output, todo, s, name, done_before)
         if not output.complete:
             output.mark_complete()
-        tiff_path = _export_tiff(Path(out), s.tiff) if s.tiff else None
+        extras = _finish_outputs(output, volume, s, list(meta.class_names), name)
     finally:
         usage = monitor.stop()
     report = {
@@ -96,12 +98,25 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
         "slabs_done_before": done_before, "complete": True,
         "wall_time_s": round(time.perf_counter() - t0, 3), "predict_time_s": round(predict_s, 3),
         **_throughput(output, todo, predict_s), "peak_rss_gb": usage.get("peak_rss_gb"),
-        "peak_vram_gb": usage.get("peak_vram_gb"),
-        **merge_stats(output.slabs, list(meta.class_names)),
-        "tiff": str(tiff_path) if tiff_path else None,
+        "peak_vram_gb": usage.get("peak_vram_gb"), **extras,
     }
     write_json_atomic(Path(out) / "report.json", report)
     return report
+
+
+def _finish_outputs(output: PredictionOutput, volume, s: PredictSettings,
+                    class_names: list[str], name: str) -> dict[str, Any]:
+    """The statistics over every slab, the TIFF export and the PNG summary (report entries)."""
+    stats = merge_stats(output.slabs, class_names)
+    tiff_path = _export_tiff(output, s.tiff) if s.tiff else None
+    vs = output.attrs_voxel_size
+    summary = None
+    if s.summary:
+        summary = write_summary(output.path / "summary.png", volume, output.labels,
+                                stats["class_counts"],
+                                vs if vs is None or isinstance(vs, float) else vs[1], name)
+    return {**stats, "tiff": str(tiff_path) if tiff_path else None, "voxel_size": vs,
+            "summary": str(summary) if summary else None}
 
 
 def file_sha256(path: str | Path) -> str:
@@ -167,7 +182,8 @@ def _fingerprint(digest: str, source: dict, meta, norm: Normalizer, first: Predi
                      "slab_depth": int(s.slab_depth), "confidence": bool(s.confidence),
                      "device_type": devices[0].type,
                      "memory_format": "channels_last" if first.channels_last else "default",
-                     "precision": "float16-autocast" if first.amp else "float32"},
+                     "precision": "float16-autocast" if first.amp else "float32",
+                     "pyramid": s.pyramid},
     }
 
 
@@ -238,9 +254,12 @@ def _predict_run(predictor: Predictor, read, output: PredictionOutput, a: int, b
                 labels = None
 
 
-def _export_tiff(out: Path, fmt: str) -> Path:
+def _export_tiff(output: PredictionOutput, fmt: str) -> Path:
     from bone_seg.io.export import export_tiff
 
+    out = output.path
     stem = out.with_suffix("") if out.suffix == ".zarr" else out.with_name(out.name + "_labels")
     target = stem.with_suffix(".tif") if fmt == "multipage" else stem
-    return export_tiff(open_volume(out / "labels"), target, fmt=fmt, overwrite=True)
+    volume = ArrayVolume(output.labels, str(out / "labels"), class_names=output.class_names)
+    return export_tiff(volume, target, fmt=fmt, voxel_size=output.attrs_voxel_size,
+                       labels=len(output.class_names), overwrite=True)

@@ -54,7 +54,8 @@ def _store_scan(scan_id: str, store_path: str | Path | None, policy: str):
     store = DatasetStore(store_path)
     with fast_zarr_reads():
         s = store.open_scan(scan_id)  # names the store's scans when unknown
-    volume = ArrayVolume(s.image, f"{store.scan_path(scan_id)}/image")
+    volume = ArrayVolume(s.image, f"{store.scan_path(scan_id)}/image",
+                         voxel_size=s.attrs.get("voxel_size"))
     desc = {"store": str(Path(store_path).resolve()), "scan_id": scan_id,
             "shape": list(volume.shape), "dtype": str(volume.dtype)}
     return volume, s.stats(policy), desc, scan_id

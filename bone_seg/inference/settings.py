@@ -29,6 +29,11 @@ class PredictSettings:
             ``multipage`` (``<out without .zarr>.tif``); None: no TIFF.
         overwrite: replace an output made with other weights, scan or settings.
         progress: show a progress bar (when on a terminal).
+        voxel_size: µm, overriding what the scan says (its TIFF calibration, the store); None:
+            the scan's own (or unknown).
+        pyramid: extra resolution levels of the output (2× each), or ``auto``: until a slice
+            fits 256 px (:func:`bone_seg.io.pyramid.plan_pyramid`).
+        summary: draw ``<out>/summary.png`` (:mod:`bone_seg.inference.summary`).
     """
 
     chunk_size: int | None = None
@@ -47,6 +52,9 @@ class PredictSettings:
     tiff: str | None = None
     overwrite: bool = False
     progress: bool = True
+    voxel_size: float | None = None
+    pyramid: int | str = "auto"
+    summary: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -56,9 +64,15 @@ class PredictSettings:
             raise BoneSegError(f"batch_size={b!r}: a positive integer or auto")
         if self.tiff not in (None, *TIFF_FORMATS):
             raise BoneSegError(f"tiff={self.tiff!r}: use null, folder or multipage")
+        p = self.pyramid
+        if p != "auto" and (isinstance(p, bool) or not isinstance(p, int) or p < 0):
+            raise BoneSegError(f"pyramid={p!r}: auto, or the number of extra levels (0 for none)")
+        v = self.voxel_size
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+            raise BoneSegError(f"voxel_size={v!r}: a positive size in micrometres, or null")
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any], **fixed: Any) -> PredictSettings:
         """The settings a config node gives (keys of other meaning are ignored), then ``fixed``."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: node[k] for k in node if k in names}, **fixed)
+        return cls(**{**{k: node[k] for k in node if k in names}, **fixed})

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from bone_seg.atomic import atomic_path, remove_stale_temporaries
 from bone_seg.classes import DEFAULT_CLASS_NAMES
 from bone_seg.errors import BoneSegError
+from bone_seg.io.ngff import write_image_metadata
 from bone_seg.io.stats import StatsAccumulator
 from bone_seg.io.store import ChunkLayout, DatasetStore
 from bone_seg.io.validate import check_image_slab, check_pair, convert_mask_slab, mask_lookup
@@ -87,6 +88,8 @@ def import_scan(store_path: str | Path, src: ScanSource, options: ImportOptions)
         stats, counts = _copy_slabs(src.scan_id, image, mask, arrays, options)
         attrs = _scan_attrs(src, image, mask, options, stats, counts)
         group.attrs.update(attrs)
+        # the scan reads as an OME-Zarr image (one level: the ``image`` array, its voxel size)
+        write_image_metadata(group, [(1, 1, 1)], src.voxel_size, src.scan_id, paths=["image"])
     return attrs
 
 

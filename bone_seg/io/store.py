@@ -3,7 +3,10 @@
 Layout (see docs/development.md)::
 
     <store>/manifest.json        scan ids in a fixed order (the order folds follow), class names
-    <store>/scans/<scan_id>/     Zarr group: arrays ``image`` (original dtype), ``mask`` (uint8)
+    <store>/scans/<scan_id>/     Zarr group: arrays ``image`` (original dtype), ``mask`` (uint8);
+                                 an OME-Zarr (NGFF 0.5) image of one level, ``image``, with the
+                                 voxel size as its scale (scans imported before: none; they open
+                                 all the same)
 
 A scan directory appears under its final name only when complete (written under a temporary name,
 then renamed), and the manifest is replaced atomically, so an interrupted import never leaves a scan
@@ -207,7 +210,8 @@ class DatasetStore:
         where the scans were imported from; 32 hex digits of SHA-256."""
         h = hashlib.sha256(json.dumps(self.manifest, sort_keys=True).encode())
         for scan_id in self.scan_ids:
-            attrs = {k: v for k, v in self.open_scan(scan_id).attrs.items() if k != "source"}
+            attrs = {k: v for k, v in self.open_scan(scan_id).attrs.items()
+                     if k not in ("source", "ome")}
             h.update(json.dumps(attrs, sort_keys=True, default=str).encode())
         return h.hexdigest()[:32]
 

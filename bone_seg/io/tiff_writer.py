@@ -4,16 +4,24 @@ Two layouts: a folder of 2D slices (``File > Import > Image Sequence``) or one m
 (ImageJ hyperstack; BigTIFF above 4 GB, which Fiji opens through Bio-Formats). Both are written
 under a temporary name and renamed when the last slice is in, so an interrupted export never looks
 complete.
+
+ImageJ metadata (tifffile writes it): the X/Y resolution in pixels per µm with ``unit=um`` and
+the slice ``spacing`` when the voxel size is known; a display range (``min``/``max`` and
+``Ranges``) when one is given; for label volumes of ``C`` classes the range ``0..C-1`` and a
+Glasbey-like LUT (:func:`bone_seg.classes.label_lut`), so Fiji shows the classes in colour instead
+of a black stack.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import tifffile
 
 from bone_seg.atomic import atomic_path
+from bone_seg.classes import label_lut
 
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 
@@ -30,10 +38,12 @@ class TiffSliceWriter:
         folder: str | Path,
         depth: int,
         prefix: str = "slice",
-        voxel_size: float | None = None,
+        voxel_size=None,
         overwrite: bool = False,
+        display: Display | None = None,
     ):
         self.folder = Path(folder)
+        self.display = display
         self.depth = depth
         self.prefix = prefix
         self.voxel_size = voxel_size
@@ -55,7 +65,7 @@ class TiffSliceWriter:
         for plane in slab:
             name = self._tmp / f"{self.prefix}_{self._z:0{self.digits}d}.tif"
             imagej = plane.dtype.type in _IMAGEJ_DTYPES
-            kwargs = _imagej_kwargs(plane.dtype, self.voxel_size) if imagej else {}
+            kwargs = _imagej_kwargs(self.voxel_size, self.display) if imagej else {}
             tifffile.imwrite(name, plane, imagej=imagej, **kwargs)
             self._z += 1
 
@@ -72,8 +82,9 @@ def write_multipage(
     shape: tuple[int, int, int],
     dtype,
     slabs,
-    voxel_size: float | None = None,
+    voxel_size=None,
     overwrite: bool = False,
+    display: Display | None = None,
 ) -> None:
     """Write slabs (an iterator of ``(z, Y, X)`` arrays) as one multi-page TIFF.
 
@@ -86,7 +97,7 @@ def write_multipage(
     nbytes = int(np.prod(shape)) * dtype.itemsize
     big = nbytes > 2**32 - 2**25
     imagej = not big and dtype.type in _IMAGEJ_DTYPES
-    kwargs = _imagej_kwargs(dtype, voxel_size) if imagej else {}
+    kwargs = _imagej_kwargs(voxel_size, display) if imagej else {}
     if imagej:
         kwargs["metadata"] = {**kwargs.get("metadata", {}), "axes": "ZYX"}
     written = 0
@@ -105,12 +116,34 @@ def write_multipage(
             raise RuntimeError(f"{path}: wrote {written} of {shape[0]} slices")
 
 
-def _imagej_kwargs(dtype, voxel_size: float | None) -> dict:
-    """Physical spacing for Fiji: pixels per micrometre in X/Y, slice spacing in metadata."""
-    if not voxel_size:
-        return {}
-    return {
-        "resolution": (1.0 / voxel_size, 1.0 / voxel_size),
-        "resolutionunit": "NONE",
-        "metadata": {"spacing": voxel_size, "unit": "um"},
-    }
+@dataclass(frozen=True)
+class Display:
+    """How Fiji shows a volume: the display range, and a LUT for label volumes."""
+
+    low: float
+    high: float
+    lut: np.ndarray | None = None  # (3, 256) uint8
+
+    @classmethod
+    def for_labels(cls, num_classes: int) -> Display:
+        """Range ``0..C-1`` and the label LUT."""
+        lut = np.asarray(label_lut(num_classes), np.uint8).T.copy()
+        return cls(0.0, float(max(num_classes - 1, 1)), lut)
+
+
+def _imagej_kwargs(voxel_size, display: Display | None) -> dict:
+    """ImageJ metadata for Fiji: pixels per micrometre in X/Y, slice spacing and unit; the
+    display range and LUT."""
+    kwargs: dict = {}
+    metadata: dict = {}
+    if voxel_size:
+        z, y, x = (float(voxel_size),) * 3 if np.isscalar(voxel_size) else voxel_size
+        kwargs.update(resolution=(1.0 / x, 1.0 / y), resolutionunit="NONE")
+        metadata.update(spacing=z, unit="um")
+    if display is not None:
+        metadata.update(min=display.low, max=display.high, Ranges=(display.low, display.high))
+        if display.lut is not None:
+            metadata["LUTs"] = [display.lut]
+    if metadata:
+        kwargs["metadata"] = metadata
+    return kwargs

@@ -17,6 +17,7 @@ import numpy as np
 import tifffile
 
 from bone_seg.errors import BoneSegError
+from bone_seg.io.calibration import tiff_voxel_size
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -27,6 +28,10 @@ class Volume(Protocol):
     path: str
     shape: tuple[int, int, int]
     dtype: np.dtype
+    #: ``(z, y, x)`` µm when the file says (TIFF calibration, OME-Zarr, store), else None
+    voxel_size: tuple[float, float, float] | None
+    #: class names of a label volume when its file names them (prediction, store mask), else None
+    class_names: list[str] | None
 
     def read(self, z0: int, z1: int) -> np.ndarray:
         """Return slices ``z0:z1`` as a numpy array of shape ``(z1 - z0, Y, X)``."""
@@ -51,6 +56,8 @@ def _check_3d(shape: Sequence[int], path: str) -> tuple[int, int, int]:
 
 class TiffFolder:
     """A folder of single-page 2D TIFF files, one per slice, in natural sort order."""
+
+    class_names = None
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -80,6 +87,7 @@ class TiffFolder:
                 )
         self.shape = (len(self.files), first_shape[0], first_shape[1])
         self.dtype = np.dtype(first_dtype)
+        self.voxel_size = tiff_voxel_size(self.files[0])
 
     @staticmethod
     def _header(f: Path) -> tuple[tuple[int, ...], np.dtype]:
@@ -118,6 +126,8 @@ def _read_tiff_page(f: Path, key: int = 0) -> np.ndarray:
 class MultiPageTiff:
     """A single TIFF file holding the scan as pages (or one volumetric series)."""
 
+    class_names = None
+
     def __init__(self, path: str | Path):
         self.path = str(path)
         try:
@@ -132,6 +142,7 @@ class MultiPageTiff:
             ) from err
         self.shape = _check_3d(shape, self.path)
         self.dtype = np.dtype(dtype)
+        self.voxel_size = tiff_voxel_size(path)
 
     def read(self, z0: int, z1: int) -> np.ndarray:
         if self._pages == self.shape[0]:
@@ -149,6 +160,9 @@ class MultiPageTiff:
 
 class NpyVolume:
     """A ``.npy`` file, memory-mapped so that only requested slices are read."""
+
+    voxel_size = None
+    class_names = None
 
     def __init__(self, path: str | Path):
         self.path = str(path)
@@ -170,8 +184,10 @@ class NpyVolume:
 class ArrayVolume:
     """Any array-like with numpy slicing: a Zarr array, a memmap, an in-memory array."""
 
-    def __init__(self, array, path: str = "<array>"):
+    def __init__(self, array, path: str = "<array>", voxel_size=None, class_names=None):
         self.path = path
+        self.voxel_size = voxel_size
+        self.class_names = class_names
         self._arr = array
         self.shape = _check_3d(array.shape, path)
         self.dtype = np.dtype(array.dtype)
@@ -183,8 +199,12 @@ class ArrayVolume:
 
 
 def open_zarr_array(path: str | Path):
-    """Open an existing Zarr array read-only, with a clear message when it is not one."""
+    """Open an existing Zarr array read-only, with a clear message when it is not one. A group
+    that holds one image stands for it: an OME-Zarr multiscale image (level 0), an NGFF labels
+    group (its first label image) or a bone-predict output (its labels, either layout)."""
     import zarr
+
+    from bone_seg.io.ngff import resolve_array
 
     try:
         node = zarr.open(str(path), mode="r")
@@ -193,10 +213,24 @@ def open_zarr_array(path: str | Path):
             f"{path}: not a readable Zarr array ({type(err).__name__}: {err})"
         ) from err
     if isinstance(node, zarr.Group):
-        names = sorted(node.array_keys())
-        hint = f"; arrays in this group: {', '.join(names)}" if names else ""
+        array = resolve_array(node)
+        if array is not None:
+            return array
+        names = sorted(node.array_keys()) + sorted(f"{g}/" for g in node.group_keys())
+        hint = f"; members of this group: {', '.join(names)}" if names else ""
         raise BoneSegError(f"{path}: is a Zarr group, not an array — name the array{hint}")
     return node
+
+
+def _zarr_volume(path: Path) -> ArrayVolume:
+    """A Zarr array (or a group standing for one) with what its metadata says."""
+    from bone_seg.io.calibration import zarr_info
+
+    array = open_zarr_array(path)
+    root = getattr(array.store, "root", None)
+    where = Path(root) / array.path if root is not None else path
+    voxel, names = zarr_info(where)
+    return ArrayVolume(array, str(where), voxel_size=voxel, class_names=names)
 
 
 def open_volume(source) -> Volume:
@@ -211,10 +245,8 @@ def open_volume(source) -> Volume:
     if not path.exists():
         raise BoneSegError(f"{path}: no such file or folder; check the path")
     if path.is_dir():
-        if (path / "zarr.json").exists() or (path / ".zarray").exists():
-            return ArrayVolume(open_zarr_array(path), str(path))
-        if (path / ".zgroup").exists():
-            return ArrayVolume(open_zarr_array(path), str(path))
+        if any((path / f).exists() for f in ("zarr.json", ".zarray", ".zgroup")):
+            return _zarr_volume(path)
         return TiffFolder(path)
     suffix = path.suffix.lower()
     if suffix in TIFF_SUFFIXES:

@@ -39,7 +39,9 @@ def open_label_volume(source, role: str) -> Volume:
 
 def stored_voxel_size(volume: Volume):
     """The voxel size recorded with a Zarr array (its attributes or its group's, as a store scan's
-    mask has), or ``None``."""
+    mask has; what the volume's reader found: OME-Zarr scales, TIFF calibration), or ``None``."""
+    if getattr(volume, "voxel_size", None):
+        return list(volume.voxel_size)
     path = Path(getattr(volume, "path", ""))
     if not (path / "zarr.json").exists() and not (path / ".zarray").exists():
         return None

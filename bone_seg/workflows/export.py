@@ -25,26 +25,43 @@ def run(cfg: DictConfig) -> str:
         )
     if cfg.weights:
         return str(_export_weights(Path(cfg.weights), Path(cfg.out), cfg.overwrite))
-    volume, voxel_size, prefix = _volume(cfg)
+    volume, prefix, display = _volume(cfg)
+    voxel_size = cfg.voxel_size or volume.voxel_size
+    names = volume.class_names
     out = export_tiff(volume, cfg.out, cfg.format, prefix=prefix, voxel_size=voxel_size,
-                      slab_depth=cfg.store.shard_depth, overwrite=cfg.overwrite)
-    log.info("wrote %s (%s, %s slices of %s px, %s)", out, cfg.format, volume.shape[0],
-             "×".join(map(str, volume.shape[1:])), volume.dtype)
+                      slab_depth=cfg.store.shard_depth, overwrite=cfg.overwrite,
+                      labels=len(names) if names else None, display_range=display)
+    log.info("wrote %s (%s, %s slices of %s px, %s, voxel %s)", out, cfg.format,
+             volume.shape[0], "×".join(map(str, volume.shape[1:])), volume.dtype,
+             f"{voxel_size} µm" if voxel_size else "unknown: pass voxel_size=<µm>")
     return str(out)
 
 
 def _volume(cfg: DictConfig):
-    """The volume to export, its voxel size (store scans) and the slice file prefix."""
+    """The volume to export (with its voxel size and class names when its files say them), the
+    slice file prefix and the display range of an image (a store scan's min..max; confidence
+    0..1)."""
+    if cfg.voxel_size is not None and (isinstance(cfg.voxel_size, bool)
+                                       or not isinstance(cfg.voxel_size, (int, float))
+                                       or cfg.voxel_size <= 0):
+        raise BoneSegError(f"voxel_size={cfg.voxel_size!r}: a positive size in micrometres")
     if not cfg.scan:
-        return open_volume(cfg.source), None, cfg.prefix or Path(cfg.source).stem
-    scan = DatasetStore(cfg.store_path).open_scan(cfg.scan)
+        volume = open_volume(cfg.source)
+        display = (0.0, 1.0) if volume.dtype.kind == "f" and "confidence" in volume.path else None
+        return volume, cfg.prefix or Path(cfg.source).stem, display
+    store = DatasetStore(cfg.store_path)
+    scan = store.open_scan(cfg.scan)
     if cfg.array not in ("image", "mask"):
         raise BoneSegError(f"array={cfg.array!r} is not known; use image or mask")
     arr = scan.image if cfg.array == "image" else scan.mask
     if arr is None:
         raise BoneSegError(f"scan {cfg.scan} has no mask; export array=image")
-    return (ArrayVolume(arr, f"{scan.path}/{cfg.array}"), scan.attrs.get("voxel_size"),
-            cfg.prefix or f"{cfg.scan}_{cfg.array}")
+    names = store.class_names if cfg.array == "mask" else None
+    stats = scan.attrs.get("stats", {}).get("all", {})
+    display = (stats["min"], stats["max"]) if cfg.array == "image" and stats.get("count") else None
+    volume = ArrayVolume(arr, f"{scan.path}/{cfg.array}", voxel_size=scan.attrs.get("voxel_size"),
+                         class_names=names)
+    return volume, cfg.prefix or f"{cfg.scan}_{cfg.array}", display
 
 
 def _export_weights(weights: Path, out: Path, overwrite: bool) -> Path:

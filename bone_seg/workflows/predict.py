@@ -17,13 +17,17 @@ log = logging.getLogger(__name__)
 
 def run(cfg: DictConfig) -> dict:
     """Predict a scan into a Zarr group (optionally TIFF too) and log the report's figures."""
-    settings = PredictSettings.from_config(cfg)
+    # voxel_size=voxels: the morphometry in voxel units; the volumes keep the scan's own size
+    settings = PredictSettings.from_config(
+        cfg, **({"voxel_size": None} if cfg.voxel_size == "voxels" else {}))
     out = Path(cfg.out) if cfg.out else Path(cfg.predictions) / f"{scan_name(cfg.scan)}.zarr"
     size = predict_morpho.voxel_size(cfg) if cfg.morpho else None  # refused before any work
     report = predict_scan(str(cfg.weights), str(cfg.scan), out, store_path=cfg.store_path,
                           settings=settings)
     conf = report["confidence"]
-    log.info("labels: %s/labels (%s slabs, %s done before this run)", out, report["slabs"],
+    voxel = report["voxel_size"]
+    log.info("labels: %s/labels (OME-Zarr, voxel %s; %s slabs, %s done before this run)", out,
+             f"{voxel} µm" if voxel else "size unknown, set voxel_size=<µm>", report["slabs"],
              report["slabs_done_before"])
     log.info("%.1f s, %.3f Mvoxel/s, peak RAM %.2f GB%s", report["wall_time_s"],
              (report["voxels_per_s"] or 0) / 1e6, report["peak_rss_gb"] or 0,
@@ -32,7 +36,7 @@ def run(cfg: DictConfig) -> dict:
              conf["mean"] or 0, 100 * (conf["reassigned_to_background"] or 0), cfg.threshold)
     if report["tiff"]:
         log.info("TIFF: %s", report["tiff"])
-    log.info("report: %s", out / "report.json")
+    log.info("report: %s; summary: %s", out / "report.json", report["summary"])
     measured = predict_morpho.measure_prediction(out, report, size) if cfg.morpho else None
     if cfg.mlflow:
         predict_morpho.log_prediction(cfg, out, report, measured)

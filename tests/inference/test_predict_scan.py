@@ -24,7 +24,7 @@ def fast(**settings) -> PredictSettings:
 
 
 def _labels(out):
-    return zarr.open_group(str(out), mode="r")["labels"][:]
+    return zarr.open_group(str(out), mode="r")["labels/segmentation/0"][:]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_modes_predict_and_report(weights, tmp_path, mode):
     report = predict_scan(weights[mode], str(tmp_path / "scan.npy"), out,
                           settings=fast(confidence=True))
     labels = _labels(out)
-    conf = zarr.open_group(str(out), mode="r")["confidence"][:]
+    conf = zarr.open_group(str(out), mode="r")["confidence/0"][:]
     assert labels.shape == shape and labels.dtype == np.uint8 and labels.max() <= 2
     assert is_complete(out)
     assert report["voxels"] == labels.size == sum(report["confidence"]["histogram"])
@@ -73,7 +73,7 @@ def test_batch_sizes_and_reruns_bitwise_identical(weights, tmp_path):
         predict_scan(weights["2.5d"], str(tmp_path / "scan.npy"), tmp_path / f"{name}.zarr",
                      settings=fast(confidence=True, batch_size=batch))
         group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="r")
-        runs[name] = group["labels"][:], group["confidence"][:]
+        runs[name] = group["labels/segmentation/0"][:], group["confidence/0"][:]
     for name in ("b", "c"):
         np.testing.assert_array_equal(runs[name][0], runs["a"][0])
         np.testing.assert_array_equal(runs[name][1], runs["a"][1])
@@ -131,8 +131,8 @@ def test_resume_continues_from_recorded_slabs(weights, tmp_path):
     (part / "progress.json").write_text(json.dumps(progress))
     group = zarr.open_group(str(part), mode="r+")
     group.attrs["complete"] = False
-    group["labels"][4:8] = 7
-    group["labels"][12:14] = 7
+    group["labels/segmentation/0"][4:8] = 7
+    group["labels/segmentation/0"][12:14] = 7
     assert not is_complete(part)
     report = predict_scan(weights["3d"], src, part, settings=fast())
     assert report["slabs_done_before"] == 2 and report["voxels_predicted"] == 6 * 40 * 36
