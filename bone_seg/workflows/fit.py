@@ -144,6 +144,19 @@ def run_files(out: Path, callbacks: list) -> list[Path]:
     return [Path(best.path), out / "config.yaml", out / "splits.json", *out.glob("*.log")]
 
 
+def write_curves(out: Path, callbacks: list, datamodule: Any) -> list[Path]:
+    """``curves.png``: loss, mIoU and each class's validation IoU per epoch (the epoch log's)."""
+    from bone_seg.callbacks.epoch_log import EpochLog
+    from bone_seg.io.files import save_figure_atomic
+    from bone_seg.reports.training_curves import curves_figure
+
+    history = next((c.history for c in callbacks if isinstance(c, EpochLog)), None)
+    if not history:
+        return []
+    return [save_figure_atomic(curves_figure(history, list(datamodule.class_names)),
+                               out / "curves.png")]
+
+
 @contextlib.contextmanager
 def log_above_progress_bars() -> Iterator[None]:
     """Console log lines printed above the progress bars, never through them (tqdm's own
@@ -175,7 +188,7 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
     if best.best_score is None:
         raise BoneSegError("no validation epoch finished, so there are no best weights; "
                            "raise trainer.max_epochs or lower trainer.limit_val_batches")
-    files = run_files(out, callbacks)
+    files = run_files(out, callbacks) + write_curves(out, callbacks, datamodule)
     if cfg.test.enabled and datamodule.splits.get("test"):
         from bone_seg.workflows.test_fold import evaluate_test_scans
 

@@ -94,12 +94,13 @@ def measure_prediction(out: Path, report: dict,
 def log_prediction(cfg: DictConfig, out: Path, report: dict,
                    measured: tuple[dict, list[Path]] | None) -> str:
     """One MLflow run ``predict-<name>``: the report's figures (``predict/...``), the measures
-    (``morpho/...``), the inputs as parameters, ``report.json`` and the morphometry files."""
+    (``morpho/...``), the inputs as parameters, ``report.json``, the summary PNG and the
+    morphometry files."""
     metrics = {f"predict/{k}": float(report[k]) for k in REPORT_METRICS
                if report.get(k) is not None}
     if report.get("confidence", {}).get("mean") is not None:
         metrics["predict/confidence_mean"] = float(report["confidence"]["mean"])
-    files = [out / "report.json"]
+    files = [out / "report.json", *([Path(report["summary"])] if report.get("summary") else [])]
     if measured is not None:
         metrics.update(measure_metrics(measured[0]))
         files += measured[1]

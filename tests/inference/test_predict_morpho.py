@@ -61,7 +61,7 @@ def test_predict_then_measure_and_log(tmp_path, tiny_store):
     assert m[f"morpho/{metric_name('Po.V/TV')}"] == expected["Po.V/TV"]
     assert run.data.params["weights"] == str(weights.resolve())
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "predict")}
-    assert {"predict/report.json", "predict/tiny_02_morpho.json",
+    assert {"predict/report.json", "predict/summary.png", "predict/tiny_02_morpho.json",
             "predict/tiny_02_morpho.png"} <= arts
 
 

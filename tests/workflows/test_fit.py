@@ -48,7 +48,7 @@ def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tin
     history = client.get_metric_history(r.info.run_id, "val/miou")
     assert len(history) == 2
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
-    assert {"best.safetensors", "fit.log", "config.yaml"} <= artifacts
+    assert {"best.safetensors", "fit.log", "config.yaml", "curves.png"} <= artifacts
     _assert_readable_records(client, r, tiny_store, splits)
     _assert_a_clean_terminal(proc.stderr)
 
