@@ -5,7 +5,8 @@ random data), each with two idle child processes holding memory as DataLoader wo
 
 * no monitor (the baseline);
 * the monitor reading PSS every 0.5 s (``max_overhead=1``: what it did before the budget);
-* the monitor as configured (``max_overhead=0.01``: memory samples spaced to 1 % of a core).
+* the monitor as configured (``max_overhead=0.01``: memory samples spaced to 1 % of a core);
+* no monitor again (the ratios are against the mean of the two baselines).
 
     .venv/bin/python benchmarks/monitor_overhead.py [--steps 40]
 """
@@ -61,9 +62,11 @@ def main() -> None:
         for name, budget in (("PSS every 0.5 s", 1.0), ("PSS, 1 % budget", 0.01)):
             mon = ResourceMonitor(0.5, gpus=None, memory_metric="pss", max_overhead=budget)
             runs[name] = _steps_per_s(step, args.steps, mon)
+        again, _ = _steps_per_s(step, args.steps)  # the baseline again: the machine's drift
         print(f"{torch.get_num_threads()} torch threads, {args.steps} steps per run, "
               f"2 idle children")
-        print(f"no monitor          : {base:6.2f} steps/s")
+        print(f"no monitor          : {base:6.2f} steps/s before, {again:6.2f} after")
+        base = (base + again) / 2
         for name, (rate, summary) in runs.items():
             print(f"{name:<20}: {rate:6.2f} steps/s  {rate / base:5.3f}x the baseline  "
                   f"({summary['num_memory_samples']} memory samples, peak "

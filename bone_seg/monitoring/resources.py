@@ -21,8 +21,7 @@ What is measured (GB = 2**30 bytes throughout):
   BONe's measure); ``memory_metric="pss"`` shares them out proportionally (Linux). A PSS read
   walks ``/proc/<pid>/smaps`` (~30 ms for a training process, holding its memory-map lock), so
   memory samples are spaced to cost at most ``max_overhead`` of one core (default 1 %: every few
-  seconds with PSS; every ``interval`` with RSS, which costs microseconds). Sampled every 0.5 s,
-  PSS reads of a fit's three processes made each epoch 14 % slower on 2 cores.
+  seconds with PSS; every ``interval`` with RSS, which costs microseconds).
   ``peak_rss_process_gb`` is the same sampled peak for this process alone and
   ``peak_rss_getrusage_gb`` the kernel's high-water mark of this process (``getrusage``; over the
   whole life of the process, not only while monitored), a cross-check that catches short spikes
