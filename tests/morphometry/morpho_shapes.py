@@ -98,3 +98,35 @@ def long_bone(shape=(24, 40, 40), seed=0):
     canals = (rng.random(shape) < 0.02) & (labels == 1)
     labels[canals] = 2
     return labels
+
+
+def run_morpho_cli(tmp_path, *args):
+    """``bone-morpho`` as a process (the console script's ``main``), rooted in ``tmp_path``."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "BONE_SEG_ROOT"}
+    return subprocess.run(
+        [sys.executable, "-c", "from bone_seg.cli.morpho import main; main()",
+         f"paths.root={tmp_path / 'root'}", *args],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+
+
+def store_like_pair(tmp_path, shape, seed, band, voxel):
+    """A store-like scan ``tmp_path/scan`` (its group records ``voxel``; the mask a long bone)
+    and ``tmp_path/pred.npy``, the mask with the pores of rows ``band`` turned to bone."""
+    import zarr
+
+    reference = long_bone(shape, seed=seed)
+    group = zarr.open_group(str(tmp_path / "scan"), mode="w")
+    group.attrs["voxel_size"] = voxel
+    mask = group.create_array("mask", shape=reference.shape, dtype="uint8",
+                              chunks=(4, *shape[1:]))
+    mask[:] = reference
+    prediction = reference.copy()
+    rows = prediction[:, band]
+    prediction[:, band] = np.where(rows == 2, 1, rows)
+    np.save(tmp_path / "pred.npy", prediction)
+    return reference, prediction

@@ -3,14 +3,11 @@ bad input → one error line, exit status 2 and nothing written."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import zarr
-from morpho_shapes import long_bone
+from morpho_shapes import run_morpho_cli, store_like_pair
 
 from bone_seg.morphometry import Options, analyze, scan_measures
 
@@ -18,26 +15,13 @@ VOXEL = [20.0, 10.0, 10.0]
 
 
 def _cli(tmp_path, *args):
-    env = {k: v for k, v in os.environ.items() if k != "BONE_SEG_ROOT"}
-    return subprocess.run(
-        [sys.executable, "-c", "from bone_seg.cli.morpho import main; main()",
-         f"paths.root={tmp_path / 'root'}", *args],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
-    )
+    return run_morpho_cli(tmp_path, *args)
 
 
 @pytest.fixture
 def scans(tmp_path):
     """A store-like scan (its group records the voxel size) and a 'prediction' with errors."""
-    reference = long_bone((14, 30, 30), seed=6)
-    group = zarr.open_group(str(tmp_path / "scan"), mode="w")
-    group.attrs["voxel_size"] = VOXEL
-    mask = group.create_array("mask", shape=reference.shape, dtype="uint8", chunks=(4, 30, 30))
-    mask[:] = reference
-    prediction = reference.copy()
-    prediction[:, 14:16] = np.where(prediction[:, 14:16] == 2, 1, prediction[:, 14:16])
-    np.save(tmp_path / "pred.npy", prediction)
-    return reference, prediction
+    return store_like_pair(tmp_path, (14, 30, 30), 6, slice(14, 16), VOXEL)
 
 
 def test_one_volume_outputs(tmp_path, scans):

@@ -3,14 +3,9 @@ comparison mode morpho/reference|prediction|difference/<measure>), the files as 
 new run or an existing one."""
 
 import json
-import os
-import subprocess
-import sys
 
-import numpy as np
 import pytest
-import zarr
-from morpho_shapes import long_bone
+from morpho_shapes import run_morpho_cli, store_like_pair
 
 from bone_seg.metrics.mlflow_store import ensure_experiment
 from bone_seg.morphometry.mlflow_names import measure_metrics, metric_name
@@ -21,24 +16,12 @@ VOXEL = [20.0, 10.0, 10.0]
 
 
 def _cli(tmp_path, *args):
-    env = {k: v for k, v in os.environ.items() if k != "BONE_SEG_ROOT"}
-    return subprocess.run(
-        [sys.executable, "-c", "from bone_seg.cli.morpho import main; main()",
-         f"paths.root={tmp_path / 'root'}", *args],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
-    )
+    return run_morpho_cli(tmp_path, *args)
 
 
 @pytest.fixture
 def volumes(tmp_path):
-    reference = long_bone((12, 28, 28), seed=3)
-    group = zarr.open_group(str(tmp_path / "scan"), mode="w")
-    group.attrs["voxel_size"] = VOXEL
-    mask = group.create_array("mask", shape=reference.shape, dtype="uint8", chunks=(4, 28, 28))
-    mask[:] = reference
-    prediction = reference.copy()
-    prediction[:, 12:15] = np.where(prediction[:, 12:15] == 2, 1, prediction[:, 12:15])
-    np.save(tmp_path / "pred.npy", prediction)
+    store_like_pair(tmp_path, (12, 28, 28), 3, slice(12, 15), VOXEL)
     return tmp_path / "scan" / "mask", tmp_path / "pred.npy"
 
 
