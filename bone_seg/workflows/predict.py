@@ -1,5 +1,6 @@
-"""``bone-predict``: segment a scan with a weights file (conf/predict.yaml); ``morpho=true`` then
-measures the labels, ``mlflow=true`` logs the run (:mod:`bone_seg.workflows.predict_morpho`)."""
+"""``bone-predict``: segment a scan with a weights file or an ensemble of them, optionally with
+test-time augmentation and uncertainty maps (conf/predict.yaml); ``morpho=true`` then measures the
+labels, ``mlflow=true`` logs the run (:mod:`bone_seg.workflows.predict_morpho`)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def run(cfg: DictConfig) -> dict:
         cfg, **({"voxel_size": None} if cfg.voxel_size == "voxels" else {}))
     out = Path(cfg.out) if cfg.out else Path(cfg.predictions) / f"{scan_name(cfg.scan)}.zarr"
     size = predict_morpho.voxel_size(cfg) if cfg.morpho else None  # refused before any work
-    report = predict_scan(str(cfg.weights), str(cfg.scan), out, store_path=cfg.store_path,
-                          settings=settings)
+    weights = weights_list(cfg.weights)
+    report = predict_scan(weights[0] if len(weights) == 1 else weights, str(cfg.scan), out,
+                          store_path=cfg.store_path, settings=settings)
     conf = report["confidence"]
     voxel = report["voxel_size"]
     log.info("labels: %s/labels (OME-Zarr, voxel %s; %s slabs, %s done before this run)", out,
@@ -34,6 +36,14 @@ def run(cfg: DictConfig) -> dict:
              f", peak VRAM {report['peak_vram_gb']:.2f} GB" if report["peak_vram_gb"] else "")
     log.info("confidence: mean %.4f; %.3f%% of voxels reassigned to background (threshold %s)",
              conf["mean"] or 0, 100 * (conf["reassigned_to_background"] or 0), cfg.threshold)
+    if len(weights) > 1 or report["tta"] != ["identity"]:
+        log.info("%d member(s) x %d TTA pass(es): %s", len(weights), len(report["tta"]),
+                 ", ".join(report["tta"]))
+    for name, u in (report.get("uncertainty") or {}).items():
+        if name != "threshold":
+            log.info("%s: mean %.4f; %.3f%% of voxels above %s (%s)", name, u["mean"] or 0,
+                     100 * (u["fraction_above"] or 0), report["uncertainty"]["threshold"],
+                     out / name)
     if report["tiff"]:
         log.info("TIFF: %s", report["tiff"])
     log.info("report: %s; summary: %s", out / "report.json", report["summary"])
@@ -41,3 +51,14 @@ def run(cfg: DictConfig) -> dict:
     if cfg.mlflow:
         predict_morpho.log_prediction(cfg, out, report, measured)
     return report
+
+
+def weights_list(value) -> list[str]:
+    """``weights=``: one file, or a list of files (an ensemble)."""
+    if isinstance(value, str):
+        return [value]
+    try:
+        return [str(w) for w in value]  # a list (Hydra's ListConfig)
+    except TypeError:
+        return [str(value)]
+
