@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from bone_seg.errors import BoneSegError
 from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.inference.scan import scan_name
 from bone_seg.workflows import predict_morpho
@@ -23,7 +24,7 @@ def run(cfg: DictConfig) -> dict:
         cfg, **({"voxel_size": None} if cfg.voxel_size == "voxels" else {}))
     out = Path(cfg.out) if cfg.out else Path(cfg.predictions) / f"{scan_name(cfg.scan)}.zarr"
     size = predict_morpho.voxel_size(cfg) if cfg.morpho else None  # refused before any work
-    weights = weights_list(cfg.weights)
+    weights = _weights(cfg)
     report = predict_scan(weights[0] if len(weights) == 1 else weights, str(cfg.scan), out,
                           store_path=cfg.store_path, settings=settings)
     conf = report["confidence"]
@@ -62,3 +63,19 @@ def weights_list(value) -> list[str]:
     except TypeError:
         return [str(value)]
 
+
+def _weights(cfg: DictConfig) -> list[str]:
+    """``weights=`` (a file or a list), or the best weights of ``sweep=``'s runs (``seed=``)."""
+    if cfg.sweep is not None and cfg.weights is not None:
+        raise BoneSegError("give weights=... or sweep=..., not both")
+    if cfg.sweep is None:
+        if cfg.weights is None:
+            raise BoneSegError("bone-predict needs weights=<file> (or a list of files: an "
+                               "ensemble) or sweep=<name> [seed=<seed>]; e.g. bone-predict "
+                               "weights=best.safetensors scan=s01_mouse")
+        return weights_list(cfg.weights)
+    from bone_seg.workflows.sweep_weights import sweep_weights
+
+    files, names, selection = sweep_weights(cfg, Path(cfg.predictions))
+    log.info("ensemble of %d run(s) of %s: %s", len(files), selection, ", ".join(names))
+    return [str(f) for f in files]
