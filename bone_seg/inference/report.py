@@ -8,6 +8,7 @@ figures do not depend on how the work was cut.
 
 The report (``<out>/report.json``, returned by :func:`bone_seg.inference.run.predict_scan`):
 ``weights`` (a file, or an ensemble's files in order), ``tta`` (the passes' transforms),
+``members_trained_on_scan`` (members whose fit trained or validated on this store scan),
 ``scan`` (its description), ``name``, ``out``, ``shape``, ``mode``, ``devices``,
 ``batch_size``, ``micro_batch``, ``settings`` (what the result depends on), ``slabs``,
 ``slabs_done_before`` (a resumed run), ``complete``, ``wall_time_s`` (the whole call: loading,

@@ -98,6 +98,7 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
     report = {
         "weights": names[0] if len(names) == 1 else names,
         "tta": [t.name for t in predictors[0].tta],
+        "members_trained_on_scan": _trained_on(ensemble, source),
         "scan": source, "name": name, "out": str(out), "shape": list(output.shape),
         "mode": meta.mode, "devices": [str(d) for d in devices],
         "batch_size": predictors[0].batch, "micro_batch": predictors[0].micro,
@@ -109,6 +110,14 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
     }
     write_json_atomic(Path(out) / "report.json", report)
     return report
+
+
+def _trained_on(ensemble: Ensemble, source: dict) -> list[str]:
+    """The members whose fit trained or validated on this store scan (their metadata's splits):
+    their opinion of it is not a held-out one."""
+    scan_id = source.get("scan_id")
+    return [m.name for m in ensemble.members if scan_id is not None
+            and scan_id in (*m.meta.splits.get("train", []), *m.meta.splits.get("val", []))]
 
 
 def _reader(volume, norm: Normalizer):

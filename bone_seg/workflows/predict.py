@@ -37,6 +37,10 @@ def run(cfg: DictConfig) -> dict:
              f", peak VRAM {report['peak_vram_gb']:.2f} GB" if report["peak_vram_gb"] else "")
     log.info("confidence: mean %.4f; %.3f%% of voxels reassigned to background (threshold %s)",
              conf["mean"] or 0, 100 * (conf["reassigned_to_background"] or 0), cfg.threshold)
+    if report["members_trained_on_scan"]:
+        log.warning("%d of %d member(s) trained or validated on scan %s (not held out for "
+                    "them): %s", len(report["members_trained_on_scan"]), len(weights),
+                    report["name"], ", ".join(report["members_trained_on_scan"]))
     if len(weights) > 1 or report["tta"] != ["identity"]:
         log.info("%d member(s) x %d TTA pass(es): %s", len(weights), len(report["tta"]),
                  ", ".join(report["tta"]))

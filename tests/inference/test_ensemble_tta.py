@@ -220,3 +220,22 @@ def test_command_line_ensemble_tta_uncertainty(files, tmp_path):
     line = [x for x in (bad.stdout + bad.stderr).splitlines() if "error:" in x]
     assert len(line) == 1 and "c3d.safetensors" in line[0] and "a.safetensors" in line[0]
     assert not (tmp_path / "bad.zarr").exists()
+
+
+def test_members_that_trained_on_a_store_scan_are_reported(files, tmp_path):
+    from bone_seg.io.importer import ImportOptions, import_scans
+    from bone_seg.io.sources import discover_scans
+
+    (tmp_path / "scans" / "s1").mkdir(parents=True)
+    image = scan((4, 40, 36))
+    np.save(tmp_path / "scans" / "s1" / "image.npy", image)
+    np.save(tmp_path / "scans" / "s1" / "mask.npy", (image > 1000).astype(np.uint8))
+    import_scans(tmp_path / "store", discover_scans(tmp_path / "scans"), ImportOptions())
+    net, meta = tiny_model("2d", seed=1)
+    seen = save_weights(tmp_path / "seen.safetensors", net.state_dict(), dataclasses.replace(
+        meta, splits={"train": ["s0", "s1"], "val": [], "test": ["s2"]}))
+    report = predict_scan([files["a"], seen], "s1", tmp_path / "p.zarr",
+                          store_path=tmp_path / "store", settings=fast())
+    assert report["members_trained_on_scan"] == [str(seen)]
+    report = predict_scan([files["a"], seen], files["scan"], tmp_path / "f.zarr", settings=fast())
+    assert report["members_trained_on_scan"] == []  # a file: no scan id to compare
