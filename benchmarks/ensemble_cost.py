@@ -9,12 +9,14 @@ goes through the network once per member and pass.
 Measured in the same run, as ``predict_memory.py`` does: ``/usr/bin/time -v bone-predict ...``
 (maximum resident set size, wall time) and the report's ``predict_time_s``, for random-initialised
 U-Net/ResNet-18 members (2D, window 128 px, five seeds) on a folder of TIFF slices
-(``depth × size × size`` uint16), ``slab_depth=8``, ``batch_size=8``, ``threads=1``,
+(``depth × size × size`` uint16), ``slab_depth=8``, ``batch_size=--batch`` (32: what ``auto``
+gives a CPU with a few GB free; the members' weights are copied in once per step), ``threads=1``,
 ``confidence=true``: the single model, the ensemble of 5, the single model with ``tta=flips``
 (4 passes), and the ensemble of 5 with ``tta=flips`` and both uncertainty maps (20 passes) only
 with ``--full``. Each runs ``--repeats`` times, alternately; the best of each is compared.
 
-Run: ``.venv/bin/python benchmarks/ensemble_cost.py [--depth 8] [--size 256] [--repeats 1]``.
+Run: ``.venv/bin/python benchmarks/ensemble_cost.py [--depth 8] [--size 256] [--repeats 1]
+[--batch 32] [--full]``.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ def main() -> None:
     ap.add_argument("--depth", type=int, default=8)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--full", action="store_true", help="also the ensemble of 5 with TTA")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="ensemble_cost_") as tmp:
@@ -80,7 +83,7 @@ def main() -> None:
         if args.full:
             cases["ensemble5+tta"] = [f"weights={five}", "tta=flips",
                                       "uncertainty=[entropy,mutual_information]"]
-        common = [f"scan={scan}", f"paths.root={root}", "slab_depth=8", "batch_size=8",
+        common = [f"scan={scan}", f"paths.root={root}", "slab_depth=8", f"batch_size={args.batch}",
                   "confidence=true", "threads=1", "overwrite=true"]
         runs: dict[str, list[dict]] = {name: [] for name in cases}
         for rep in range(args.repeats):
