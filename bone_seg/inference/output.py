@@ -6,6 +6,8 @@ Layout of ``<out>`` (a Zarr group)::
       segmentation/       NGFF label image: class indices (uint8), levels 0, 1, ... (a pyramid),
                           ``image-label`` colours and class names; axes z, y, x in micrometres
     confidence/           NGFF image (optional): maximum class probability (float32), levels
+    entropy/, mutual_information/   NGFF images (optional, ``uncertainty=``): float32 in [0, 1]
+                          (:mod:`bone_seg.inference.uncertainty`), levels as the confidence's
     progress.json         {"format", "fingerprint", "slab_depth", "num_slabs", "slabs": {i: stats},
                            "complete"}
     report.json           the report of the last run (see :mod:`bone_seg.inference.report`)
@@ -61,6 +63,7 @@ class PredictionOutput:
         class_names: stored in the attributes and the labels' NGFF metadata.
         voxel_size: µm (a number or ``(z, y, x)``), or None when unknown.
         pyramid: extra resolution levels, or ``auto`` (:func:`bone_seg.io.pyramid.plan_pyramid`).
+        maps: names of further float32 images (uncertainty maps), each an NGFF image group.
 
     Raises:
         BoneSegError: ``path`` holds something else and ``overwrite`` is false, or a prediction of
@@ -69,7 +72,7 @@ class PredictionOutput:
 
     def __init__(self, path: str | Path, shape, slab_depth: int, fingerprint: dict,
                  confidence: bool, overwrite: bool = False, class_names: list[str] | None = None,
-                 voxel_size=None, pyramid: int | str = "auto"):
+                 voxel_size=None, pyramid: int | str = "auto", maps: tuple[str, ...] = ()):
         self.path = Path(path)
         self.progress_path = self.path / "progress.json"
         self.shape = tuple(int(s) for s in shape)
@@ -78,6 +81,7 @@ class PredictionOutput:
         self.fingerprint = json.loads(json.dumps(fingerprint))
         self.voxel_size = ngff.voxel_size_zyx(voxel_size)
         self.class_names = list(class_names or default_class_names(3))
+        self.maps = tuple(maps)
         zyx = self.voxel_size
         self.pyramid: Pyramid = plan_pyramid(self.shape, self.slab_depth, pyramid,
                                              isotropic=zyx is None or _isotropic(zyx))
@@ -115,6 +119,7 @@ class PredictionOutput:
         self.label_levels = _levels(self.group[f"{ngff.LABELS_GROUP}/{LABEL_NAME}"])
         self.confidence_levels = (_levels(self.group["confidence"])
                                   if "confidence" in self.group else None)
+        self.map_levels = {name: _levels(self.group[name]) for name in self.maps}
 
     @property
     def labels(self):
@@ -147,8 +152,8 @@ class PredictionOutput:
         group = zarr.open_group(str(self.path), mode="w")
         labels = group.create_group(ngff.LABELS_GROUP).create_group(LABEL_NAME)
         create_levels(labels, self.pyramid, "uint8", CHUNK_YX, fill_value=0)
-        if confidence:
-            create_levels(group.create_group("confidence"), self.pyramid, "float32", CHUNK_YX,
+        for name in ("confidence",) * bool(confidence) + self.maps:
+            create_levels(group.create_group(name), self.pyramid, "float32", CHUNK_YX,
                           fill_value=0.0)
         group.attrs["complete"] = False
         self.write_metadata(group)
@@ -170,9 +175,8 @@ class PredictionOutput:
         has_conf = "confidence" in group
         ngff.write_label_metadata(labels_group, LABEL_NAME, self.class_names,
                                   source_image="../../confidence" if has_conf else None)
-        if has_conf:
-            ngff.write_image_metadata(group["confidence"], self.pyramid.factors,
-                                      self.voxel_size, "confidence")
+        for name in ("confidence",) * has_conf + self.maps:
+            ngff.write_image_metadata(group[name], self.pyramid.factors, self.voxel_size, name)
 
     @property
     def attrs_voxel_size(self) -> float | list[float] | None:
@@ -198,9 +202,9 @@ class PredictionOutput:
 
     # ------------------------------------------------------------------ writing
     def write_slab(self, i: int, labels: np.ndarray, confidence: np.ndarray | None,
-                   stats: dict) -> None:
-        """Write slab ``i``'s data on every pyramid level, then record it as done (with its
-        statistics)."""
+                   stats: dict, maps: dict[str, np.ndarray] | None = None) -> None:
+        """Write slab ``i``'s data (and its ``maps``) on every pyramid level, then record it as
+        done (with its statistics)."""
         z0, z1 = self.slab_range(i)
         if labels.shape != (z1 - z0, *self.shape[1:]):
             raise BoneSegError(f"slab {i}: got shape {labels.shape}, expected "
@@ -208,6 +212,8 @@ class PredictionOutput:
         write_levels(self.label_levels, z0, labels, self.pyramid, "nearest")
         if self.confidence_levels is not None and confidence is not None:
             write_levels(self.confidence_levels, z0, confidence, self.pyramid, "mean")
+        for name, levels in self.map_levels.items():
+            write_levels(levels, z0, (maps or {})[name], self.pyramid, "mean")
         with self._lock:
             self.slabs[i] = stats
             self._write_progress()

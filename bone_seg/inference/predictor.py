@@ -19,7 +19,10 @@ receives the same windows in the same order, so the result is the whole-volume r
 
 Probabilities (softmax, float32) are weighted by the importance map, summed in float32 in the
 fixed window order and divided by the summed weights; the label is the arg-max, set to
-background (0) where the maximum probability (the *confidence*) is below ``threshold``.
+background (0) where the maximum probability (the *confidence*) is below ``threshold``. An
+ensemble's members and TTA passes are averaged per window before the weighting
+(:mod:`bone_seg.inference.forward`), so memory stays that of one model's windows; the uncertainty
+maps (:mod:`bone_seg.inference.uncertainty`) come from the blended probabilities.
 
 Exact repeatability (measured)
 ------------------------------
@@ -49,15 +52,30 @@ normalising, gathering windows, blending, arg-max) costs 3-4 % on top of the for
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.ensemble import Ensemble
+from bone_seg.inference.forward import WindowModel
+from bone_seg.inference.tta import parse_tta
+from bone_seg.inference.uncertainty import check_maps, maps_of
 from bone_seg.inference.windows import WindowPlan, importance_map
 from bone_seg.io.context import check_slices, context_indices
 
 Reader = Callable[[int, int], np.ndarray]
+
+
+class Piece(NamedTuple):
+    """Finished slices ``z .. z+n-1`` of a stream (see :meth:`Predictor.stream`)."""
+
+    z: int
+    labels: np.ndarray
+    confidence: np.ndarray
+    reassigned: np.ndarray
+    maps: dict[str, np.ndarray]
 
 
 class _InputCache:
@@ -89,7 +107,7 @@ class _Blend:
                  z1: int):
         self.p, self.shape = predictor, shape
         _, ymax, xmax = shape
-        self.acc = np.zeros((predictor.num_classes, 0, ymax, xmax), np.float32)
+        self.acc = np.zeros((predictor.model.channels, 0, ymax, xmax), np.float32)
         self.wsum = np.zeros((0, ymax, xmax), np.float32)
         self.base, self.emitted, self.z1 = base, z0, z1
 
@@ -100,7 +118,7 @@ class _Blend:
         grow = z + dz - (self.base + self.acc.shape[1])
         if grow > 0:
             self.acc = np.concatenate(
-                [self.acc, np.zeros((p.num_classes, grow, ymax, xmax), np.float32)], axis=1)
+                [self.acc, np.zeros((p.model.channels, grow, ymax, xmax), np.float32)], axis=1)
             self.wsum = np.concatenate([self.wsum, np.zeros((grow, ymax, xmax), np.float32)])
         zs = slice(z - self.base, z - self.base + dz)
         prob = probs if p.mode == "3d" else probs[:, None]
@@ -116,8 +134,8 @@ class _Blend:
         n, piece = upto - self.base, None
         if upto > self.emitted:
             lo = self.emitted - self.base
-            labels, conf, moved = self.p._finish(self.acc[:, lo:n], self.wsum[lo:n])
-            piece, self.emitted = (self.emitted, labels, conf, moved), upto
+            piece = Piece(self.emitted, *self.p._finish(self.acc[:, lo:n], self.wsum[lo:n]))
+            self.emitted = upto
         self.acc, self.wsum, self.base = self.acc[:, n:], self.wsum[n:], upto
         return piece
 
@@ -126,9 +144,10 @@ class Predictor:
     """Apply a segmentation network to a volume window by window.
 
     Args:
-        net: the network (put in eval mode and moved to ``device``).
+        net: the network (put in eval mode and moved to ``device``), or an
+            :class:`~bone_seg.inference.ensemble.Ensemble` (this device's copy).
         meta: the weights' :class:`~bone_seg.weights.meta.WeightsMeta` (mode, slices, classes, patch
-            size and depth).
+            size and depth; an ensemble's first member's).
         chunk_size: window height = width in px (``None``: the model's patch size).
         chunk_depth: window depth in 3D (``None``: the model's patch depth); ignored otherwise.
         overlap: shared fraction of neighbouring windows, in [0, 1).
@@ -142,13 +161,16 @@ class Predictor:
         channels_last: run the network in channels-last memory format (measured ~20 % faster
             on the CPU for a U-Net/ResNet-18, oneDNN; the last bits differ from the default
             format, so it is part of an output's fingerprint).
+        tta: test-time augmentation, ``tta=`` of :mod:`bone_seg.inference.tta` (None: none).
+        uncertainty: maps to compute (:data:`bone_seg.inference.uncertainty.MAPS`).
     """
 
     def __init__(self, net: torch.nn.Module, meta, chunk_size: int | None = None,
                  chunk_depth: int | None = None, overlap: float = 0.25,
                  blending: str = "gaussian", threshold: float = 0.5, batch_size: int = 8,
                  micro_batch: int = 4, device: str | torch.device = "cpu", amp: bool = True,
-                 compile: bool = False, channels_last: bool = True):
+                 compile: bool = False, channels_last: bool = True, tta=None,
+                 uncertainty=()):
         self.meta = meta
         self.mode = meta.mode
         self.num_classes = int(meta.num_classes)
@@ -175,9 +197,16 @@ class Predictor:
         self.memory_format = (
             (torch.channels_last_3d if self.mode == "3d" else torch.channels_last)
             if self.channels_last else torch.contiguous_format)
-        self.net = net.eval().to(self.device, memory_format=self.memory_format)
-        self._forward_net = torch.compile(self.net) if compile else self.net
-        self._weight_t = torch.from_numpy(self.weight).to(self.device)
+        self.tta = parse_tta(tta, self.mode)
+        self.maps = check_maps(uncertainty)
+        ensemble = net if isinstance(net, Ensemble) else Ensemble.of(net, meta)
+        self.model = WindowModel(ensemble, self.tta, self.weight, self.device, self.amp,
+                                 self.memory_format, compile, "mutual_information" in self.maps)
+        if "mutual_information" in self.maps and self.model.passes == 1:
+            raise BoneSegError("uncertainty=[mutual_information] measures how the passes of an "
+                               "ensemble or TTA disagree; with one model and no TTA it is 0: give "
+                               "weights=[a,b,...] or tta=flips, or uncertainty=[entropy]")
+        self.net = self.model.net
 
     @classmethod
     def from_settings(cls, net: torch.nn.Module, meta, settings, device: str | torch.device,
@@ -188,7 +217,8 @@ class Predictor:
                    overlap=settings.overlap, blending=settings.blending,
                    threshold=settings.threshold, batch_size=1,
                    micro_batch=settings.micro_batch, device=device, amp=settings.amp,
-                   compile=settings.compile, channels_last=settings.channels_last)
+                   compile=settings.compile, channels_last=settings.channels_last,
+                   tta=settings.tta, uncertainty=settings.uncertainty)
 
     # ------------------------------------------------------------------ geometry
     def plan(self, shape) -> WindowPlan:
@@ -201,31 +231,6 @@ class Predictor:
         if self.mode == "2.5d":
             return max(0, z - self.h), min(zmax, z + self.h + 1)
         return z, min(zmax, z + self.depth)
-
-    # ------------------------------------------------------------------ network
-    @torch.inference_mode()
-    def _forward(self, inputs: np.ndarray) -> np.ndarray:
-        """Weighted softmax probabilities ``p * w`` of one micro-batch (``micro`` windows)."""
-        x = torch.from_numpy(inputs).to(self.device).contiguous(memory_format=self.memory_format)
-        try:
-            with torch.autocast(self.device.type, enabled=self.amp):
-                logits = self._forward_net(x)
-        except RuntimeError as err:
-            if "channels" not in str(err) and "size" not in str(err):
-                raise
-            raise BoneSegError(
-                f"the network does not accept the {self.mode} input {tuple(x.shape)} "
-                f"({self.in_channels} channel(s) as the weights' metadata says): {err}; the "
-                "weights' mode/in_channels/slices do not match the network"
-            ) from None
-        if logits.shape[1] != self.num_classes or logits.shape[2:] != x.shape[2:]:
-            raise BoneSegError(
-                f"the network returned shape {tuple(logits.shape)} for input {tuple(x.shape)}; "
-                f"expected {self.num_classes} classes at the input's size (is chunk_size a "
-                "multiple of 32, and chunk_depth of 16 or 32 in 3D?)"
-            )
-        probs = torch.softmax(logits.float(), dim=1) * self._weight_t
-        return probs.cpu().numpy()
 
     def _gather(self, plan: WindowPlan, inputs: _InputCache, idx: range) -> np.ndarray:
         """The network inputs of windows ``idx`` (beyond the last window: zeros)."""
@@ -254,8 +259,9 @@ class Predictor:
 
     # ------------------------------------------------------------------ streaming
     def stream(self, read: Reader, shape, z0: int = 0, z1: int | None = None,
-               read_ahead: int = 16) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield ``(z, labels, confidence, reassigned)``: finished pieces of ``[z0, z1)``.
+               read_ahead: int = 16) -> Iterator[Piece]:
+        """Yield :class:`Piece` ``(z, labels, confidence, reassigned, maps)``: finished pieces of
+        ``[z0, z1)``.
 
         Args:
             read: ``(a, b) -> normalised float32 slices a..b-1`` of the volume.
@@ -267,7 +273,8 @@ class Predictor:
             ``labels`` (uint8) and ``confidence`` (float32), each ``(n, Y, X)`` for slices
             ``z .. z+n-1``, in increasing ``z``, covering ``[z0, z1)`` exactly once, and
             ``reassigned`` (``(n,)`` int64): voxels per slice whose arg-max class was not
-            background but whose confidence was below ``threshold`` (set to background).
+            background but whose confidence was below ``threshold`` (set to background), and
+            ``maps``: the uncertainty maps asked for (float32, ``(n, Y, X)`` each).
         """
         zmax = int(shape[0])
         z1 = zmax if z1 is None else min(int(z1), zmax)
@@ -299,25 +306,25 @@ class Predictor:
         start = i_first // self.micro * self.micro
         for b0 in range(start, i_end, self.batch):
             b1 = b0 + -(-(min(b0 + self.batch, i_end) - b0) // self.micro) * self.micro
-            step = self._gather(plan, inputs, range(b0, b1))
-            for m0 in range(b0, b1, self.micro):
-                probs = self._forward(step[m0 - b0:m0 - b0 + self.micro])
-                for n, i in enumerate(range(m0, min(m0 + self.micro, i_end))):
-                    if i >= i_first:
-                        yield i, probs[n]
+            probs = self.model.step(self._gather(plan, inputs, range(b0, b1)), self.micro)
+            for n, i in enumerate(range(b0, min(b1, i_end))):
+                if i >= i_first:
+                    yield i, probs[n]
 
     def _finish(self, acc: np.ndarray, wsum: np.ndarray):
-        """Labels, confidence and per-slice count of voxels reassigned to background."""
-        probs = acc / wsum[None]
+        """Labels, confidence, per-slice count of voxels reassigned to background, the maps."""
+        c = self.num_classes
+        probs = (acc if len(acc) == c else acc[:c]) / wsum[None]
         labels = probs.argmax(axis=0).astype(np.uint8)
         conf = probs.max(axis=0).astype(np.float32)
         low = conf < self.threshold
         moved = np.count_nonzero(low & (labels != 0), axis=(1, 2))
         labels[low] = 0
-        return labels, conf, moved
+        mutual = acc[c] / wsum if len(acc) > c else None
+        return labels, conf, moved, maps_of(probs, mutual, self.maps)
 
     def predict_array(self, volume: np.ndarray, normalize: Callable | None = None,
-                      ) -> tuple[np.ndarray, np.ndarray]:
+                      with_maps: bool = False):
         """Predict a whole in-memory volume (or slab) at once.
 
         Args:
@@ -326,7 +333,8 @@ class Predictor:
                 :class:`~bone_seg.io.normalize.Normalizer`); ``None`` if already normalised.
 
         Returns:
-            ``(labels uint8, confidence float32)`` of the volume's shape (3D).
+            ``(labels uint8, confidence float32)`` of the volume's shape (3D), and with
+            ``with_maps`` the uncertainty maps (a dict of float32 volumes) third.
         """
         arr = np.asarray(volume)
         if arr.ndim == 2:
@@ -334,13 +342,17 @@ class Predictor:
         norm = normalize or (lambda a: np.asarray(a, np.float32))
         labels = np.zeros(arr.shape, np.uint8)
         conf = np.zeros(arr.shape, np.float32)
-        for z, lab, cf, _ in self.stream(lambda a, b: norm(arr[a:b]), arr.shape):
+        maps = {name: np.zeros(arr.shape, np.float32) for name in self.maps}
+        for z, lab, cf, _, piece_maps in self.stream(lambda a, b: norm(arr[a:b]), arr.shape):
             labels[z:z + len(lab)], conf[z:z + len(cf)] = lab, cf
-        return labels, conf
+            for name, m in piece_maps.items():
+                maps[name][z:z + len(m)] = m
+        return (labels, conf, maps) if with_maps else (labels, conf)
 
     def bytes_per_window(self) -> int:
         """A conservative estimate of the memory one window needs during a step (input, the
         network's activations — about 64 float32 feature maps of the window's size for
         U-Net-like encoders/decoders, measured order of magnitude — and the probabilities)."""
         voxels = self.size * self.size * self.depth
-        return int(voxels * 4 * (self.in_channels + 64 + 2 * self.num_classes))
+        sums = self.model.channels if self.model.passes > 1 else 0  # the step's running sums
+        return int(voxels * 4 * (self.in_channels + 64 + 2 * self.num_classes + sums))

@@ -7,7 +7,9 @@ confidence below ``threshold``) and the voxels per class. Slabs are merged in sl
 figures do not depend on how the work was cut.
 
 The report (``<out>/report.json``, returned by :func:`bone_seg.inference.run.predict_scan`):
-``weights``, ``scan`` (its description), ``name``, ``out``, ``shape``, ``mode``, ``devices``,
+``weights`` (a file, or an ensemble's files in order), ``tta`` (the passes' transforms),
+``members_trained_on_scan`` (members whose fit trained or validated on this store scan),
+``scan`` (its description), ``name``, ``out``, ``shape``, ``mode``, ``devices``,
 ``batch_size``, ``micro_batch``, ``settings`` (what the result depends on), ``slabs``,
 ``slabs_done_before`` (a resumed run), ``complete``, ``wall_time_s`` (the whole call: loading,
 statistics, prediction, export), ``predict_time_s``, ``voxels_predicted`` (this run),
@@ -15,7 +17,8 @@ statistics, prediction, export), ``predict_time_s``, ``voxels_predicted`` (this 
 ``peak_vram_gb`` (None on the CPU), ``voxels``, ``confidence`` (``mean``, ``histogram`` with
 ``bin_edges``, ``reassigned_to_background`` as a fraction of the voxels, ``reassigned_voxels``),
 ``class_fractions``, ``class_counts`` (voxels per class), ``tiff`` (the exported TIFF, or None),
-``voxel_size`` (µm, or None when unknown) and ``summary`` (the PNG summary, or None).
+``voxel_size`` (µm, or None when unknown), ``summary`` (the PNG summary, or None) and, with
+uncertainty maps, ``uncertainty`` (:func:`bone_seg.inference.uncertainty.merge_uncertainty`).
 """
 
 from __future__ import annotations

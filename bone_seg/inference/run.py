@@ -4,6 +4,12 @@ Used by ``bone-predict`` and by the fit's test-fold evaluation (in-process)::
 
     report = predict_scan("best.safetensors", "s01", "pred.zarr", store_path="data/store",
                           settings=PredictSettings(batch_size=8))
+    report = predict_scan(["f1.safetensors", "f2.safetensors"], "s01", "ens.zarr",
+                          settings=PredictSettings(tta="flips", uncertainty=("entropy",)))
+
+An ensemble's members (:mod:`bone_seg.inference.ensemble`) and TTA passes
+(:mod:`bone_seg.inference.tta`) are averaged per window; the output's fingerprint holds every
+member's digest, in order, and the TTA passes, so a rerun resumes only the same prediction.
 
 Preprocessing is the fitting's, read from the weights' metadata: the scan's own statistics
 (``stats_policy``: the store's, or one streamed pass over a file), the same normalisation and
@@ -13,8 +19,6 @@ holds a slab's buffers, the open windows' slices and one step's windows, never t
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,14 +31,16 @@ from tqdm.auto import tqdm
 
 from bone_seg.atomic import write_json_atomic
 from bone_seg.devices import resolve_devices
-from bone_seg.errors import BoneSegError
+from bone_seg.inference.collect import SlabBuffer
+from bone_seg.inference.ensemble import Ensemble, load_ensemble
 from bone_seg.inference.output import PredictionOutput
 from bone_seg.inference.predictor import Predictor
-from bone_seg.inference.report import merge_stats, slab_stats
+from bone_seg.inference.report import merge_stats
 from bone_seg.inference.scan import open_scan
 from bone_seg.inference.settings import PredictSettings
 from bone_seg.inference.slabs import pending_runs, split_slabs
 from bone_seg.inference.summary import write_summary
+from bone_seg.inference.uncertainty import merge_uncertainty
 from bone_seg.io.normalize import Normalizer
 from bone_seg.io.validate import check_image_slab
 from bone_seg.io.volume import ArrayVolume
@@ -50,7 +56,8 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
     """Predict ``scan`` with ``weights`` into the Zarr group ``out``.
 
     Args:
-        weights: a weights file (ours or BONe's) or an in-process ``(net, WeightsMeta)``.
+        weights: a weights file (ours or BONe's), an in-process ``(net, WeightsMeta)``, or a
+            list of either: an ensemble.
         scan: a scan id of the store at ``store_path``, a path (TIFF folder, multi-page TIFF,
             ``.npy``, Zarr array) or an array.
         out: the output Zarr group (see :mod:`bone_seg.inference.output`).
@@ -66,31 +73,32 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
     gpus = [d.index or 0 for d in devices] if devices[0].type == "cuda" else None
     monitor = ResourceMonitor(interval=0.2, gpus=gpus).start()
     try:
-        net, meta, digest = _load(weights)
-        predictors = _predictors(net, meta, s, devices)
+        ensemble = load_ensemble(weights)
+        meta = ensemble.meta
+        predictors = _predictors(ensemble, s, devices)
         volume, stats, source, name = open_scan(scan, store_path, meta.stats_policy, s.slab_depth)
         norm = Normalizer.from_stats(stats, meta.normalization, meta.clip_range,
                                      name=str(source.get("path", name)))
-        fingerprint = _fingerprint(digest, source, meta, norm, predictors[0], s, devices)
+        fingerprint = _fingerprint(ensemble.digest, source, meta, norm, predictors[0], s,
+                                   devices)
         voxel_size = s.voxel_size or getattr(volume, "voxel_size", None)
         output = PredictionOutput(out, volume.shape, s.slab_depth, fingerprint, s.confidence,
-                                  s.overwrite, meta.class_names, voxel_size, s.pyramid)
+                                  s.overwrite, meta.class_names, voxel_size, s.pyramid,
+                                  maps=predictors[0].maps)
         done_before = len(output.done)
         todo = pending_runs(output.num_slabs, output.done) if not output.complete else []
-
-        def read(z0: int, z1: int) -> np.ndarray:
-            block = volume.read(z0, z1)
-            check_image_slab(block, volume.path, z0, before="predicting")
-            return norm(block)
-
-        predict_s = _predict_shares(predictors, read, output, todo, s, name, done_before)
+        predict_s = _predict_shares(predictors, _reader(volume, norm), output, todo, s, name,
+                                    done_before)
         if not output.complete:
             output.mark_complete()
         extras = _finish_outputs(output, volume, s, list(meta.class_names), name)
     finally:
         usage = monitor.stop()
+    names = ensemble.names
     report = {
-        "weights": str(weights) if not isinstance(weights, tuple) else "<in-process network>",
+        "weights": names[0] if len(names) == 1 else names,
+        "tta": [t.name for t in predictors[0].tta],
+        "members_trained_on_scan": _trained_on(ensemble, source),
         "scan": source, "name": name, "out": str(out), "shape": list(output.shape),
         "mode": meta.mode, "devices": [str(d) for d in devices],
         "batch_size": predictors[0].batch, "micro_batch": predictors[0].micro,
@@ -104,10 +112,32 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
     return report
 
 
+def _trained_on(ensemble: Ensemble, source: dict) -> list[str]:
+    """The members whose fit trained or validated on this store scan (their metadata's splits):
+    their opinion of it is not a held-out one."""
+    scan_id = source.get("scan_id")
+    return [m.name for m in ensemble.members if scan_id is not None
+            and scan_id in (*m.meta.splits.get("train", []), *m.meta.splits.get("val", []))]
+
+
+def _reader(volume, norm: Normalizer):
+    """``(z0, z1) -> normalised slices``, each block checked."""
+
+    def read(z0: int, z1: int) -> np.ndarray:
+        block = volume.read(z0, z1)
+        check_image_slab(block, volume.path, z0, before="predicting")
+        return norm(block)
+
+    return read
+
+
 def _finish_outputs(output: PredictionOutput, volume, s: PredictSettings,
                     class_names: list[str], name: str) -> dict[str, Any]:
     """The statistics over every slab, the TIFF export and the PNG summary (report entries)."""
     stats = merge_stats(output.slabs, class_names)
+    uncertainty = merge_uncertainty(output.slabs, class_names, s.uncertainty_threshold)
+    if uncertainty:
+        stats["uncertainty"] = uncertainty
     tiff_path = _export_tiff(output, s.tiff) if s.tiff else None
     vs = output.attrs_voxel_size
     summary = None
@@ -119,38 +149,11 @@ def _finish_outputs(output: PredictionOutput, volume, s: PredictSettings,
             "summary": str(summary) if summary else None}
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _load(weights) -> tuple[torch.nn.Module, Any, str]:
-    """``(net, meta, digest)`` from a weights path or an in-process ``(net, meta)``."""
-    if isinstance(weights, tuple):
-        from bone_seg.weights.safetensors_file import tensors_digest
-
-        net, meta = weights
-        h = hashlib.sha256(tensors_digest(net.state_dict()).encode())
-        h.update(meta.to_json().encode())
-        return net, meta, "net:" + h.hexdigest()
-    path = Path(weights)
-    if not path.is_file():
-        raise BoneSegError(f"weights={weights}: no such file; give a .safetensors written by "
-                           "bone-fit or a BONe .pth")
-    from bone_seg.weights.network import load_net
-
-    net, meta = load_net(path)
-    return net, meta, file_sha256(path)
-
-
-def _predictors(net: torch.nn.Module, meta, s: PredictSettings,
+def _predictors(ensemble: Ensemble, s: PredictSettings,
                 devices: list[torch.device]) -> list[Predictor]:
-    """One predictor per device (a copy of the network each), all with the same batch size."""
-    predictors = [Predictor.from_settings(net if i == 0 else copy.deepcopy(net), meta, s, d)
+    """One predictor per device (a copy of the networks each), all with the same batch size."""
+    predictors = [Predictor.from_settings(ensemble if i == 0 else ensemble.copy(),
+                                          ensemble.meta, s, d)
                   for i, d in enumerate(devices)]
     first = predictors[0]
     batch = auto_batch_size(first, devices) if s.batch_size == "auto" else int(s.batch_size)
@@ -169,9 +172,17 @@ def auto_batch_size(predictor: Predictor, devices: list[torch.device]) -> int:
     return max(predictor.micro, size // predictor.micro * predictor.micro)
 
 
-def _fingerprint(digest: str, source: dict, meta, norm: Normalizer, first: Predictor,
-                 s: PredictSettings, devices: list[torch.device]) -> dict:
-    """What the result depends on: weights, scan, normalisation and the settings that matter."""
+def _fingerprint(digest: str | list[str], source: dict, meta, norm: Normalizer,
+                 first: Predictor, s: PredictSettings, devices: list[torch.device]) -> dict:
+    """What the result depends on: weights (every member's digest), scan, normalisation and the
+    settings that matter. TTA and uncertainty appear only when used, so that an output made
+    before they existed resumes."""
+    extra: dict = {}
+    if [t.name for t in first.tta] != ["identity"]:
+        extra["tta"] = [t.name for t in first.tta]
+    if first.maps:
+        extra.update(uncertainty=list(first.maps),
+                     uncertainty_threshold=float(s.uncertainty_threshold))
     return {
         "weights": digest, "scan": source,
         "normalization": [meta.normalization, norm.offset, norm.scale, norm.clip_lo,
@@ -183,7 +194,7 @@ def _fingerprint(digest: str, source: dict, meta, norm: Normalizer, first: Predi
                      "device_type": devices[0].type,
                      "memory_format": "channels_last" if first.channels_last else "default",
                      "precision": "float16-autocast" if first.amp else "float32",
-                     "pyramid": s.pyramid},
+                     "pyramid": s.pyramid, **extra},
     }
 
 
@@ -197,7 +208,7 @@ def _predict_shares(predictors: list[Predictor], read, output: PredictionOutput,
 
     def work(predictor: Predictor, runs: list[tuple[int, int]]) -> None:
         for a, b in runs:
-            _predict_run(predictor, read, output, a, b, bar)
+            _predict_run(predictor, read, output, (a, b), bar, s.uncertainty_threshold)
 
     t = time.perf_counter()
     if len(predictors) == 1:
@@ -221,37 +232,28 @@ def _throughput(output: PredictionOutput, todo: list[tuple[int, int]],
             "voxels_per_s": predicted / predict_s if predicted and predict_s > 0 else None}
 
 
-def _predict_run(predictor: Predictor, read, output: PredictionOutput, a: int, b: int,
-                 bar) -> None:
-    """Predict slabs ``a .. b-1`` in one streamed pass; write and record each as it finishes."""
+def _predict_run(predictor: Predictor, read, output: PredictionOutput, run: tuple[int, int],
+                 bar, threshold: float) -> None:
+    """Predict slabs ``run = (a, b)``, ``a .. b-1``, in one streamed pass; write and record each
+    as it finishes (``threshold``: the uncertainty maps' statistics)."""
+    a, b = run
     z_start, z_end = output.slab_range(a)[0], output.slab_range(b - 1)[1]
-    _, y, x = output.shape
     depth = output.slab_depth
     keep_conf = output.confidence is not None
-    slab, labels, conf, moved, filled = -1, None, None, 0, 0
-    for z, lab, cf, mv in predictor.stream(read, output.shape, z_start, z_end, read_ahead=depth):
+    slab: SlabBuffer | None = None
+    for piece in predictor.stream(read, output.shape, z_start, z_end, read_ahead=depth):
         pos = 0
-        while pos < len(lab):
-            zz = z + pos
-            if labels is None:
-                slab = zz // depth
-                s0, s1 = output.slab_range(slab)
-                labels = np.empty((s1 - s0, y, x), np.uint8)
-                conf = np.empty((s1 - s0, y, x), np.float32)
-                moved, filled = 0, 0
-            s0, s1 = output.slab_range(slab)
-            n = min(len(lab) - pos, s1 - zz)
-            labels[zz - s0:zz - s0 + n] = lab[pos:pos + n]
-            conf[zz - s0:zz - s0 + n] = cf[pos:pos + n]
-            moved += int(mv[pos:pos + n].sum())
-            filled += n
-            pos += n
-            if filled == s1 - s0:
-                stats = slab_stats(labels, conf, moved, predictor.num_classes)
-                output.write_slab(slab, labels, conf if keep_conf else None, stats)
+        while pos < len(piece.labels):
+            if slab is None:
+                slab = SlabBuffer(output, (piece.z + pos) // depth, predictor.maps)
+            pos += slab.take(piece, pos)
+            if slab.full:
+                stats = slab.stats(predictor.num_classes, threshold)
+                output.write_slab(slab.index, slab.labels,
+                                  slab.confidence if keep_conf else None, stats, slab.maps)
                 with _BAR_LOCK:
                     bar.update(1)
-                labels = None
+                slab = None
 
 
 def _export_tiff(output: PredictionOutput, fmt: str) -> Path:

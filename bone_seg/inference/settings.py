@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.tta import tta_names
+from bone_seg.inference.uncertainty import check_maps
 
 TIFF_FORMATS = ("folder", "multipage")
 
@@ -34,6 +36,11 @@ class PredictSettings:
         pyramid: extra resolution levels of the output (2× each), or ``auto``: until a slice
             fits 256 px (:func:`bone_seg.io.pyramid.plan_pyramid`).
         summary: draw ``<out>/summary.png`` (:mod:`bone_seg.inference.summary`).
+        tta: test-time augmentation: None or ``()`` (none), a tuple of transform names or a
+            preset name (:mod:`bone_seg.inference.tta`).
+        uncertainty: the uncertainty maps to store, a tuple of ``entropy``,
+            ``mutual_information`` (:mod:`bone_seg.inference.uncertainty`).
+        uncertainty_threshold: the report's fraction of voxels above it, per map and class.
     """
 
     chunk_size: int | None = None
@@ -55,6 +62,9 @@ class PredictSettings:
     voxel_size: float | None = None
     pyramid: int | str = "auto"
     summary: bool = True
+    tta: tuple[str, ...] | str | None = None
+    uncertainty: tuple[str, ...] = ()
+    uncertainty_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -70,6 +80,11 @@ class PredictSettings:
         v = self.voxel_size
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise BoneSegError(f"voxel_size={v!r}: a positive size in micrometres, or null")
+        object.__setattr__(self, "tta", tta_names(self.tta))  # lists (Hydra's too) as tuples
+        object.__setattr__(self, "uncertainty", check_maps(self.uncertainty))
+        t = self.uncertainty_threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
+            raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any], **fixed: Any) -> PredictSettings:

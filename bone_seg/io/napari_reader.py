@@ -1,9 +1,9 @@
 """napari reader (npe2 manifest ``bone_seg/napari.yaml``): a bone-predict output or a store scan →
 layers with the voxel size as their scale.
 
-- a prediction (``<out>.zarr``, both layouts): the confidence as an Image (when stored) and the
-  labels as a Labels layer with the class colours and names, every pyramid level as napari's
-  multiscale data;
+- a prediction (``<out>.zarr``, both layouts): the confidence and the uncertainty maps as Images
+  (those stored) and the labels as a Labels layer with the class colours and names, every
+  pyramid level as napari's multiscale data;
 - a store scan (``<store>/scans/<id>``): the image as an Image and the mask as a Labels layer;
 - any other OME-Zarr multiscale image or label image of bone_seg's: one layer.
 
@@ -17,6 +17,9 @@ from pathlib import Path
 
 from bone_seg.classes import class_colours, default_class_names
 from bone_seg.io import ngff
+
+#: a prediction's float images in [0, 1] (bone_seg.inference.output), shown under the labels
+FLOAT_IMAGES = ("confidence", "entropy", "mutual_information")
 
 
 def napari_get_reader(path):
@@ -65,10 +68,11 @@ def _prediction_layers(group, info: dict, name: str) -> list[tuple]:
     names = info.get("class_names") or default_class_names(3)
     scale = _scale(info.get("voxel_size"))
     layers = []
-    if "confidence" in group:
-        conf = group["confidence"]
-        data = _multiscale(conf) if ngff.ome_attrs(conf) else conf
-        layers.append(_image_layer(data, scale, f"{name} confidence", contrast=(0.0, 1.0)))
+    for image in FLOAT_IMAGES:
+        if image in group:
+            node = group[image]
+            data = _multiscale(node) if ngff.ome_attrs(node) else node
+            layers.append(_image_layer(data, scale, f"{name} {image}", contrast=(0.0, 1.0)))
     labels = group["labels"]
     if ngff.ome_attrs(labels).get("labels"):
         labels = labels[ngff.ome_attrs(labels)["labels"][0]]

@@ -25,7 +25,6 @@ import yaml
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from bone_seg.errors import BoneSegError
 from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.inference.output import is_complete
 from bone_seg.morphometry.agreement import compare
@@ -34,11 +33,12 @@ from bone_seg.morphometry.analysis import ScanAnalysis
 from bone_seg.morphometry.measures import scan_measures, units
 from bone_seg.morphometry.source import resolve_voxel_size
 from bone_seg.records import MORPHO_REPORT
-from bone_seg.reports.cv_table import label
 from bone_seg.reports.mlflow_publish import log_report_run
 from bone_seg.reports.mlflow_runs import fetch_runs, run_scan_scores
 from bone_seg.workflows.morpho import open_volumes, options_from, voxel_size_option
 from bone_seg.workflows.predict_morpho import labels_array
+from bone_seg.workflows.sweep_weights import best_weights as _weights
+from bone_seg.workflows.sweep_weights import selected_runs as _selected
 
 log = logging.getLogger(__name__)
 
@@ -57,21 +57,6 @@ def _store(client, run, fallback: str) -> Path:
         if uri.startswith("file:"):
             return Path(unquote(urlparse(uri).path))
     return Path(fallback)
-
-
-def _weights(client, run, out: Path) -> Path:
-    """The run's best weights: in its run directory, else downloaded from its artifacts."""
-    local = Path(run.data.tags.get("output_dir", "")) / "best.safetensors"
-    if local.is_file():
-        return local
-    names = [f.path for f in client.list_artifacts(run.info.run_id)
-             if f.path.endswith(".safetensors")]
-    if not names:
-        raise BoneSegError(f"run {run.info.run_id}: no best weights (neither {local} nor a "
-                           ".safetensors artifact) to predict its test scans with")
-    target = out / "weights" / run.info.run_id
-    target.mkdir(parents=True, exist_ok=True)
-    return Path(client.download_artifacts(run.info.run_id, names[0], str(target)))
 
 
 def _settings(run, device: str) -> PredictSettings:
@@ -122,17 +107,6 @@ class _Sweep:
                        units(size is not None))
         return [{"fold": score.fold, "seed": score.seed, "scan": score.scan,
                  "run_id": run.info.run_id, **row} for row in rows]
-
-
-def _selected(cfg: DictConfig, runs) -> list:
-    if cfg.seed is None:
-        return runs.runs
-    chosen = [r for r in runs.runs if label(r.data.tags.get("seed", "")) == label(cfg.seed)]
-    if not chosen:
-        seeds = sorted({str(r.data.tags.get("seed")) for r in runs.runs})
-        raise BoneSegError(f"{runs.selection}: no FINISHED run of seed={cfg.seed}; seeds "
-                           f"present: {', '.join(seeds)}")
-    return chosen
 
 
 def run_sweep(cfg: DictConfig, log_to_mlflow: bool = True) -> dict:

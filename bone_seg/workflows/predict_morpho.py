@@ -104,7 +104,9 @@ def log_prediction(cfg: DictConfig, out: Path, report: dict,
     if measured is not None:
         metrics.update(measure_metrics(measured[0]))
         files += measured[1]
-    params = {"weights": str(Path(str(cfg.weights)).resolve()), "scan": str(cfg.scan),
+    members = report["weights"] if isinstance(report["weights"], list) else [report["weights"]]
+    params = {"weights": ",".join(str(Path(w).resolve()) for w in members),
+              "scan": str(cfg.scan),
               "out": str(out.resolve()), "morpho": bool(cfg.morpho),
               **{k: report["settings"][k] for k in ("overlap", "blending", "threshold")}}
     run_id = log_run(metrics, cfg.logger.tracking_uri, cfg.logger.experiment_name, app="predict",

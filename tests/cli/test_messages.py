@@ -20,9 +20,8 @@ COMMANDS = ("phantom", "import", "export", "fit", "predict", "iou", "morpho", "r
 
 
 @pytest.mark.parametrize("name, args, message", [
-    ("predict", [], r"bone-predict needs scan=\.\.\. and weights=\.\.\. \(no default\); e\.g\. "
+    ("predict", [], r"bone-predict needs scan=\.\.\. \(no default\); e\.g\. "
                     r"bone-predict weights=<run dir>/best\.safetensors scan=s01_mouse"),
-    ("predict", ["scan=a"], r"bone-predict needs weights=\.\.\. \(no default\)"),
     ("export", ["scan=a"], r"bone-export needs out=\.\.\. \(no default\); e\.g\. bone-export "),
 ])
 def test_missing_mandatory_values_are_named_with_an_example(name, args, message):

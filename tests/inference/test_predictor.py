@@ -22,7 +22,7 @@ def _stream(pred, vol, ranges):
     labels = np.full(vol.shape, 255, np.uint8)
     conf = np.full(vol.shape, -1, np.float32)
     for z0, z1 in ranges:
-        for z, lab, cf, _ in pred.stream(lambda a, b: vol[a:b], vol.shape, z0, z1, read_ahead=3):
+        for z, lab, cf, *_ in pred.stream(lambda a, b: vol[a:b], vol.shape, z0, z1, read_ahead=3):
             assert z0 <= z and z + len(lab) <= z1
             labels[z:z + len(lab)], conf[z:z + len(cf)] = lab, cf
     return labels, conf

@@ -1,0 +1,117 @@
+"""The network side of prediction: the weighted mean probabilities of a step's windows over every
+member of an ensemble and every TTA pass.
+
+A step (``batch_size`` windows, a multiple of ``micro_batch``) is cut into micro-batches of the
+global window order, as before (see :mod:`bone_seg.inference.predictor` on repeatability). For
+each member in turn (its weights copied into its architecture's network when needed,
+:mod:`bone_seg.inference.ensemble`), each micro-batch and each TTA pass in the order given, the
+softmax probabilities (float32) are turned back (:func:`bone_seg.inference.tta.restore`) and summed
+per window in that fixed order — member, then pass — which does not depend on how many windows
+a step holds; the sum is divided by the number of passes (members × transforms) and weighted by
+the importance map. One member without TTA is one pass: its probabilities are used as they are,
+bit for bit what a single model gives. With ``mutual_information`` the window's mutual
+information (nats: the entropy of the mean minus the mean of the passes' entropies, >= 0) follows
+as one more channel, weighted and blended like the probabilities
+(:mod:`bone_seg.inference.uncertainty`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bone_seg.errors import BoneSegError
+from bone_seg.inference.ensemble import Ensemble
+from bone_seg.inference.tta import Transform, augment, restore
+
+
+class WindowModel:
+    """An ensemble's networks on one device, run over a step's windows.
+
+    Args:
+        ensemble: the members and their networks (this device's copies).
+        tta: the transforms of every pass (``(identity,)``: no TTA).
+        weight: the importance map of a window (numpy float32).
+        device, amp, memory_format, compile: see :class:`~bone_seg.inference.predictor.Predictor`.
+        mutual_information: also return the windows' mutual information as one more channel.
+    """
+
+    def __init__(self, ensemble: Ensemble, tta: tuple[Transform, ...], weight: np.ndarray,
+                 device: torch.device, amp: bool, memory_format, compile: bool,
+                 mutual_information: bool = False):
+        meta = ensemble.meta
+        self.members, self.tta, self.mode = ensemble.members, tuple(tta), meta.mode
+        self.num_classes, self.in_channels = int(meta.num_classes), int(meta.in_channels)
+        self.device, self.amp, self.memory_format = device, amp, memory_format
+        self.nets = {k: n.eval().to(device, memory_format=memory_format)
+                     for k, n in ensemble.nets.items()}
+        self._run = {k: torch.compile(n) if compile else n for k, n in self.nets.items()}
+        self._loaded = {}
+        for i, m in enumerate(self.members):  # each network holds its first member's weights
+            self._loaded.setdefault(m.arch, i)
+        self.passes = len(self.members) * len(self.tta)
+        self.mutual_information = bool(mutual_information)
+        self.channels = self.num_classes + int(self.mutual_information)
+        self._weight = torch.from_numpy(weight).to(device)
+
+    @property
+    def net(self) -> torch.nn.Module:
+        """The first member's network (one model: the network)."""
+        return self.nets[self.members[0].arch]
+
+    def _activate(self, i: int) -> torch.nn.Module:
+        """The network of member ``i``, holding member ``i``'s weights."""
+        arch = self.members[i].arch
+        if self._loaded[arch] != i:
+            self.members[i].load_into(self.nets[arch])
+            self._loaded[arch] = i
+        return self._run[arch]
+
+    @torch.inference_mode()
+    def step(self, inputs: np.ndarray, micro: int) -> np.ndarray:
+        """Weighted mean probabilities ``(n, channels, ...)`` of the windows ``inputs`` (``n``
+        a multiple of ``micro``)."""
+        xs = [torch.from_numpy(inputs[j:j + micro]).to(self.device).contiguous(
+            memory_format=self.memory_format) for j in range(0, len(inputs), micro)]
+        sums: list[torch.Tensor | None] = [None] * len(xs)
+        ents: list[torch.Tensor | None] = [None] * len(xs)
+        for i in range(len(self.members)):
+            net = self._activate(i)
+            for c, x in enumerate(xs):
+                for t in self.tta:
+                    p = restore(self._probs(net, augment(x, t, self.mode)), t, self.mode)
+                    sums[c] = p if sums[c] is None else sums[c] + p
+                    if self.mutual_information:
+                        e = torch.special.entr(p).sum(dim=1, keepdim=True)
+                        ents[c] = e if ents[c] is None else ents[c] + e
+        out = []
+        for c in range(len(xs)):
+            mean = sums[c] if self.passes == 1 else sums[c] / self.passes
+            parts = [mean * self._weight]
+            if self.mutual_information:
+                h = torch.special.entr(mean).sum(dim=1, keepdim=True)
+                parts.append((h - ents[c] / self.passes).clamp_min(0) * self._weight)
+            out.append((parts[0] if len(parts) == 1 else torch.cat(parts, 1)).cpu().numpy())
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+    def _probs(self, net, x: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities (float32) of one micro-batch."""
+        x = x.contiguous(memory_format=self.memory_format)
+        try:
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits = net(x)
+        except RuntimeError as err:
+            if "channels" not in str(err) and "size" not in str(err):
+                raise
+            raise BoneSegError(
+                f"the network does not accept the {self.mode} input {tuple(x.shape)} "
+                f"({self.in_channels} channel(s) as the weights' metadata says): {err}; the "
+                "weights' mode/in_channels/slices do not match the network"
+            ) from None
+        if logits.shape[1] != self.num_classes or logits.shape[2:] != x.shape[2:]:
+            raise BoneSegError(
+                f"the network returned shape {tuple(logits.shape)} for input {tuple(x.shape)}; "
+                f"expected {self.num_classes} classes at the input's size (is chunk_size a "
+                "multiple of 32, and chunk_depth of 16 or 32 in 3D?)"
+            )
+        return torch.softmax(logits.float(), dim=1)
