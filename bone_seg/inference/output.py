@@ -218,8 +218,9 @@ class PredictionOutput:
             self.slabs[i] = stats
             self._write_progress()
 
-    def mark_complete(self) -> None:
-        """Record the output as complete; refuses while a slab is missing."""
+    def mark_complete(self, final: bool = True) -> None:
+        """Record every slab as written; refuses while a slab is missing. ``final``: also set
+        the group's ``complete`` attribute (false: a later step, post-processing, sets it)."""
         missing = sorted(set(range(self.num_slabs)) - self.done)
         if missing:
             raise BoneSegError(f"{self.path}: slabs {missing[:5]} are not written yet")
@@ -227,7 +228,7 @@ class PredictionOutput:
             self.write_metadata()
             self.complete = True
             self._write_progress()
-            self.group.attrs["complete"] = True
+            self.group.attrs["complete"] = bool(final)
 
 
 def _levels(group) -> list:

@@ -11,6 +11,7 @@ from typing import Any
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.tta import tta_names
 from bone_seg.inference.uncertainty import check_maps
+from bone_seg.postprocess.settings import PostprocessSettings
 
 TIFF_FORMATS = ("folder", "multipage")
 
@@ -41,6 +42,9 @@ class PredictSettings:
         uncertainty: the uncertainty maps to store, a tuple of ``entropy``,
             ``mutual_information`` (:mod:`bone_seg.inference.uncertainty`).
         uncertainty_threshold: the report's fraction of voxels above it, per map and class.
+        postprocess: the rules applied to the labels once predicted (a mapping or
+            :class:`~bone_seg.postprocess.settings.PostprocessSettings`; every rule off by
+            default), :mod:`bone_seg.inference.postprocessed`.
     """
 
     chunk_size: int | None = None
@@ -65,6 +69,7 @@ class PredictSettings:
     tta: tuple[str, ...] | str | None = None
     uncertainty: tuple[str, ...] = ()
     uncertainty_threshold: float = 0.5
+    postprocess: PostprocessSettings | Mapping | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -85,6 +90,9 @@ class PredictSettings:
         t = self.uncertainty_threshold
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
             raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
+        if not isinstance(self.postprocess, PostprocessSettings):
+            object.__setattr__(self, "postprocess",
+                               PostprocessSettings.from_mapping(self.postprocess))
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any], **fixed: Any) -> PredictSettings:
