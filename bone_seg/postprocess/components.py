@@ -21,7 +21,10 @@ import numpy as np
 from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 
+from bone_seg.errors import BoneSegError
+
 NO_CLASS = 255  # padding beyond the scan's ends in Z: touches no class
+MAX_COMPONENTS = 2**31 - 1  # a border pair is one int64 key (two ids of 32 bits)
 
 _STRUCTURES = {c: ndimage.generate_binary_structure(3, r) for c, r in ((6, 1), (18, 2), (26, 3))}
 _FACES = ((1, 0, 0), (-1, 0, 0), (0, 1, 0), (0, -1, 0), (0, 0, 1), (0, 0, -1))
@@ -74,11 +77,12 @@ def border_pairs(last: np.ndarray, first: np.ndarray, offsets) -> np.ndarray:
         a = last[max(0, -dy):y - max(0, dy), max(0, -dx):x - max(0, dx)]
         b = first[max(0, dy):y - max(0, -dy), max(0, dx):x - max(0, -dx)]
         both = (a > 0) & (b > 0)
-        if both.any():
-            found.append(np.stack([a[both], b[both]], axis=1))
+        if both.any():  # one int64 key per pair (ids < 2**31): a 1-D unique, fast
+            found.append((a[both].astype(np.int64) << 32) | b[both].astype(np.int64))
     if not found:
         return np.zeros((0, 2), np.int64)
-    return np.unique(np.concatenate(found).astype(np.int64), axis=0)
+    keys = np.unique(np.concatenate(found))
+    return np.stack([keys >> 32, keys & 0xFFFFFFFF], axis=1)
 
 
 class ComponentTable:
@@ -99,6 +103,10 @@ class ComponentTable:
         block)."""
         local, n = label_slab(core, self.cls, self.connectivity)
         base = self.offsets[-1]
+        if base + n >= MAX_COMPONENTS:
+            raise BoneSegError(f"more than {MAX_COMPONENTS} components of class {self.cls}: "
+                               "post-processing joins at most that many; a label volume this "
+                               "fragmented is noise, not a segmentation")
         self._sizes.append(np.bincount(local.ravel(), minlength=n + 1)[1:].astype(np.int64))
         self._contacts.append(face_contacts(local, n, padded, self.num_classes))
         first = np.where(local[0] > 0, local[0] + base, 0)
