@@ -36,16 +36,20 @@ NAME = "postprocessed"
 
 def postprocess_output(output: PredictionOutput, s: PostprocessSettings, progress: bool,
                        name: str):
-    """Post-process ``output``'s labels; returns ``(final labels array, report or None)``."""
+    """Post-process ``output``'s labels (every slab written); returns ``(final labels array,
+    report or None)``. Sets ``output.label_images`` for the caller's
+    :meth:`~bone_seg.inference.output.PredictionOutput.mark_complete`, which lists them."""
     labels_group = output.group[ngff.LABELS_GROUP]
     state_path = output.path / "postprocess.json"
     if not s.active:
         if NAME in labels_group or state_path.exists():
+            output.group.attrs["complete"] = False
             _drop(output)
         return output.labels, None
     t0 = time.perf_counter()
     key = json.loads(json.dumps({"settings": s.as_dict(), "source": output.fingerprint}))
     state = json.loads(state_path.read_text()) if state_path.exists() else None
+    output.label_images = [NAME, LABEL_NAME]
     if state is not None and state.get("key") == key and state.get("complete"):
         return _levels(output)[0], _report(state, s, t0)
     output.group.attrs["complete"] = False
@@ -69,10 +73,8 @@ def postprocess_output(output: PredictionOutput, s: PostprocessSettings, progres
             write_json_atomic(state_path, state)
         bar.update(1)
     bar.close()
-    _register(output)
     state["complete"] = True
     write_json_atomic(state_path, state)
-    output.group.attrs["complete"] = True
     return levels[0], _report(state, s, t0)
 
 
@@ -115,27 +117,12 @@ def _levels(output: PredictionOutput) -> list:
     return [group[str(k)] for k in range(len(output.pyramid.factors))]
 
 
-def _register(output: PredictionOutput) -> None:
-    """List the post-processed labels first (what readers take), the network's second."""
-    labels_group = output.group[ngff.LABELS_GROUP]
-    ngff.write_image_metadata(labels_group[NAME], output.pyramid.factors, output.voxel_size,
-                              NAME)
-    labels_group.attrs.pop("ome", None)  # write_label_metadata appends to the list
-    source = "../../confidence" if "confidence" in output.group else None
-    for label in (NAME, LABEL_NAME):
-        ngff.write_label_metadata(labels_group, label, output.class_names, source_image=source)
-
-
 def _drop(output: PredictionOutput) -> None:
-    """Remove post-processed labels and their records (the network's labels are listed alone)."""
+    """Remove post-processed labels and their records (the network's labels listed alone)."""
     labels_group = output.group[ngff.LABELS_GROUP]
     if NAME in labels_group:
         del labels_group[NAME]
     for f in ("postprocess.json", "postprocess.npz"):
         (output.path / f).unlink(missing_ok=True)
-    if NAME in ngff.ome_attrs(labels_group).get("labels", []):
-        labels_group.attrs.pop("ome", None)
-        source = "../../confidence" if "confidence" in output.group else None
-        ngff.write_label_metadata(labels_group, LABEL_NAME, output.class_names,
-                                  source_image=source)
+    output.label_images = [LABEL_NAME]
     shutil.rmtree(output.path / "labels" / NAME, ignore_errors=True)

@@ -90,10 +90,9 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
         todo = pending_runs(output.num_slabs, output.done) if not output.complete else []
         predict_s = _predict_shares(predictors, _reader(volume, norm), output, todo, s, name,
                                     done_before)
-        if not output.complete:
-            output.mark_complete(final=not s.postprocess.active)
         labels, post = postprocess_output(output, s.postprocess, s.progress, name)
         extras = _finish_outputs(output, labels, post, volume, s, list(meta.class_names), name)
+        output.mark_complete()  # last: nothing looks complete before it is
     finally:
         usage = monitor.stop()
     names = ensemble.names
