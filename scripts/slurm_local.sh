@@ -9,8 +9,9 @@
 # folder, BONE_SEG_SLURM_DIR (default /tmp/bone_seg_slurm); nothing under /etc is touched, so a
 # machine's own SLURM configuration is left alone. Clients find the cluster with
 #   export SLURM_CONF=/tmp/bone_seg_slurm/slurm.conf
-# Where it cannot start a cluster (not root, not Debian, apt-get failing) it prints one line
-# "slurm_local: unavailable: <reason>" and exits 3; the SLURM tests are then skipped with it.
+# Where it cannot start a cluster (not root, not Debian, apt-get failing, BONE_SEG_SLURM=off) it
+# prints one line "slurm_local: unavailable: <reason>" (kept in <state folder>/unavailable) and
+# exits 3; the SLURM tests are then skipped with it.
 set -euo pipefail
 
 DIR=${BONE_SEG_SLURM_DIR:-/tmp/bone_seg_slurm}
@@ -103,6 +104,7 @@ start() {
     local t0=$SECONDS
     mkdir -p "$DIR"
     rm -f "$REASON_FILE"
+    [[ ${BONE_SEG_SLURM:-on} != off ]] || unavailable "switched off (BONE_SEG_SLURM=off)"
     if pid_alive "$DIR/slurmctld.pid" && pid_alive "$DIR/slurmd.pid"; then
         echo "slurm_local: already running (SLURM_CONF=$CONF)"
         return 0
