@@ -18,13 +18,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bone_seg import records
+
 log = logging.getLogger("bone_seg.fit")
-
-#: MLflow tags of a fit that ran as a SLURM job: the job id as ``squeue``/``sacct`` show it
-#: (``<array job>_<task>`` for a sweep's array task), and how often SLURM restarted it
-JOB_ID_TAG = "slurm.job_id"
-RESTARTS_TAG = "slurm.restart_count"
-
 
 def in_slurm_job() -> bool:
     """Whether this process runs inside a SLURM job (batch or step)."""
@@ -39,7 +35,8 @@ def job_tags() -> dict[str, str]:
     job_id = env["SLURM_JOB_ID"]
     if "SLURM_ARRAY_JOB_ID" in env and "SLURM_ARRAY_TASK_ID" in env:
         job_id = f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
-    return {JOB_ID_TAG: job_id, RESTARTS_TAG: env.get("SLURM_RESTART_COUNT", "0")}
+    return {records.SLURM_JOB_TAG: job_id,
+            records.SLURM_RESTARTS_TAG: env.get("SLURM_RESTART_COUNT", "0")}
 
 
 def is_global_rank0() -> bool:

@@ -17,7 +17,7 @@ def test_ddp_over_two_slurm_tasks_gives_one_fit(tmp_path, tiny_store, slurm_env)
     sweep = [str(BIN / "bone-fit"), "-m", *slurm_launcher("hydra.launcher.tasks_per_node=2"),
              f"paths.root={tmp_path}", f"data.store={tiny_store}", *TINY, "trainer=ddp",
              "trainer.accelerator=cpu", "trainer.devices=2", "trainer.max_epochs=1",
-             "data.num_folds=3", "data.test_fold=1"]
+             "data.num_folds=3", "data.test_fold=1", "test.enabled=false"]
     proc = subprocess.run(sweep, capture_output=True, text=True, env=slurm_env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
@@ -32,4 +32,4 @@ def test_ddp_over_two_slurm_tasks_gives_one_fit(tmp_path, tiny_store, slurm_env)
     fits = [r for r in client.search_runs([exp.experiment_id])
             if "bone_seg.sweep_parent" not in r.data.tags]
     assert len(fits) == 1 and fits[0].info.status == "FINISHED"
-    assert "slurm.job_id" in fits[0].data.tags and "test/miou" in fits[0].data.metrics
+    assert "slurm.job_id" in fits[0].data.tags and "val/miou" in fits[0].data.metrics

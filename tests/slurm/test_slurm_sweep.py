@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 def test_cv_sweep_runs_as_slurm_jobs_to_completion_and_reports(tmp_path, tiny_store, slurm_env):
     sweep = [str(BIN / "bone-fit"), "-m", "sweeps=cv", *slurm_launcher(),
              f"paths.root={tmp_path}", f"data.store={tiny_store}", *TINY, "trainer.max_epochs=1",
-             "data.num_folds=3", "data.test_fold=1,2", "seed=42"]
+             "data.num_folds=6", "data.test_fold=1,2", "seed=42"]  # one test scan each
     proc = subprocess.run(sweep, capture_output=True, text=True, env=slurm_env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = tmp_path / "report"
