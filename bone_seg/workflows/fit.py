@@ -105,6 +105,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     ckpt_path = slurm_job.requeue_checkpoint(cfg.ckpt_path, out)
     if ckpt_path is not None:
         read_checkpoint(ckpt_path)  # refused before any work, if it is not one of ours
+    slurm_job.check_tasks(cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1))
     set_reproducibility(int(cfg.seed), bool(cfg.repro))
 
     datamodule = instantiate(cfg.data, _convert_="all")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bone_seg import records
+from bone_seg.errors import BoneSegError
 
 log = logging.getLogger("bone_seg.fit")
 
@@ -72,3 +73,23 @@ def slurm_plugins() -> list[Any]:
     if not SLURMEnvironment.detect():  # an interactive allocation (salloc, srun --pty bash)
         return []
     return [SLURMEnvironment(auto_requeue=False)]
+
+
+def check_tasks(devices: Any, num_nodes: Any) -> None:
+    """Refuse a DDP fit whose SLURM job does not have one task per device and node (Lightning
+    would stop with its own message, in SLURM's terms); ``devices=auto`` or a list is left to
+    Lightning."""
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    if not (in_slurm_job() and SLURMEnvironment.detect()):
+        return
+    tasks = os.environ.get("SLURM_NTASKS_PER_NODE", "").split("(")[0]
+    if isinstance(devices, int) and tasks.isdigit() and int(tasks) != devices:
+        raise BoneSegError(
+            f"trainer.devices={devices}, but the SLURM job runs {tasks} task(s) per node: set "
+            f"hydra.launcher.tasks_per_node={devices} (and gpus_per_node={devices} on GPUs), "
+            "one task per device (conf/hydra/launcher/slurm.yaml)")
+    nodes = os.environ.get("SLURM_NNODES", "")
+    if isinstance(num_nodes, int) and nodes.isdigit() and int(nodes) != num_nodes:
+        raise BoneSegError(f"trainer.num_nodes={num_nodes}, but the SLURM job has {nodes} "
+                           f"node(s): set hydra.launcher.nodes={num_nodes}")

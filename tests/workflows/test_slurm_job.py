@@ -9,7 +9,7 @@ from bone_seg.workflows import slurm_job
 
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_ARRAY_JOB_ID",
               "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_PROCID", "LOCAL_RANK",
-              "NODE_RANK", "SLURM_JOB_NAME")
+              "NODE_RANK", "SLURM_JOB_NAME", "SLURM_NNODES")
 
 
 @pytest.fixture
@@ -69,3 +69,19 @@ def test_in_a_batch_job_lightning_takes_slurms_environment_without_requeueing_it
     env.setenv("SLURM_JOB_NAME", "fit")
     (plugin,) = slurm_job.slurm_plugins()
     assert type(plugin).__name__ == "SLURMEnvironment" and plugin.auto_requeue is False
+
+
+def test_ddp_without_one_task_per_device_is_refused_with_the_launcher_keys(env):
+    from bone_seg.errors import BoneSegError
+
+    slurm_job.check_tasks(2, 1)  # outside SLURM: Lightning starts the processes itself
+    for name, value in (("SLURM_JOB_ID", "5"), ("SLURM_NTASKS", "1"), ("SLURM_JOB_NAME", "fit"),
+                        ("SLURM_NTASKS_PER_NODE", "1"), ("SLURM_NNODES", "1")):
+        env.setenv(name, value)
+    slurm_job.check_tasks(1, 1)
+    slurm_job.check_tasks("auto", 1)
+    with pytest.raises(BoneSegError, match=r"trainer.devices=2, but the SLURM job runs 1 task"
+                                           r".*hydra.launcher.tasks_per_node=2"):
+        slurm_job.check_tasks(2, 1)
+    with pytest.raises(BoneSegError, match=r"trainer.num_nodes=2.*hydra.launcher.nodes=2"):
+        slurm_job.check_tasks(1, 2)
