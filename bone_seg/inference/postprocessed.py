@@ -49,8 +49,8 @@ def postprocess_output(output: PredictionOutput, s: PostprocessSettings, progres
     t0 = time.perf_counter()
     key = json.loads(json.dumps({"settings": s.as_dict(), "source": output.fingerprint}))
     state = json.loads(state_path.read_text()) if state_path.exists() else None
-    output.label_images = [NAME, LABEL_NAME]
     if state is not None and state.get("key") == key and state.get("complete"):
+        output.label_images = [NAME, LABEL_NAME]
         return _levels(output)[0], _report(state, s, t0)
     output.group.attrs["complete"] = False
     if state is None or state.get("key") != key or NAME not in labels_group:
@@ -73,6 +73,7 @@ def postprocess_output(output: PredictionOutput, s: PostprocessSettings, progres
             write_json_atomic(state_path, state)
         bar.update(1)
     bar.close()
+    output.label_images = [NAME, LABEL_NAME]
     state["complete"] = True
     write_json_atomic(state_path, state)
     return levels[0], _report(state, s, t0)
