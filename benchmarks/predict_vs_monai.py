@@ -34,6 +34,7 @@ import warnings
 
 import numpy as np
 import torch
+from bench_result import emit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -147,6 +148,13 @@ def compare(title, net, meta, vol, roi, per_slice, ours, monai, repeats) -> list
             agree = float(np.mean(labels[a] == labels[b]))
             if (a, b) == ("ours", "monai"):
                 ratios.append(ratio)
+            if b in ("monai", "monai_cl") and a == "ours":
+                emit(f"{title} prediction, {blending}: ours / MONAI "
+                     f"({'channels-last model' if b == 'monai_cl' else 'model as loaded'})",
+                     f"{voxels / best[a] / 1e6:.3f} Mvoxel/s",
+                     f"{voxels / best[b] / 1e6:.3f} Mvoxel/s", ratio,
+                     ">= 1.2" if b == "monai_cl" else ">= 1.0",
+                     f"labels agree on {100 * agree:.3f} %")
             print(f"    {variants[a][1]} / {variants[b][1]}: {ratio:.2f}x "
                   f"(labels agree on {100 * agree:.3f}% of voxels)")
     return ratios
