@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
+from bench_data import phantom_store
 from bench_result import emit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -135,11 +135,8 @@ def plain(cfg) -> list[float]:
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import build_phantom_store
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--root", default="/tmp/bench_pipeline")
+    ap.add_argument("--root", default="/tmp/bone_seg_bench_fit")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--train-batches", type=int, default=40)
     ap.add_argument("--val-batches", type=int, default=10)
@@ -148,7 +145,7 @@ def main() -> None:
     if args.epochs < 3:
         raise SystemExit("error: --epochs must be >= 3 (the first epoch is a warm-up)")
     root = Path(args.root)
-    cfg = compose(root / "lightning_overhead", build_phantom_store(root, "default"), args)
+    cfg = compose(root / "lightning_overhead", phantom_store(root), args)
     times: dict[str, list[float]] = {"ours": [], "plain": []}
     for r in range(args.rounds):
         for name, fn in (("ours", ours), ("plain", plain)):
