@@ -10,6 +10,8 @@ How the comparison is made fair:
   with sigma = window / 8, and ``constant``);
 * both average **softmax probabilities** (MONAI's predictor returns ``softmax(net(x))``), then
   arg-max, maximum probability and the 0.5 threshold (for MONAI done in torch on its output);
+* ours as ``bone-predict`` runs it: channels-last, batch norms folded into the convolutions
+  (``fold_bn``); MONAI gets the model as loaded, and a channels-last copy of it;
 * the same number of windows per forward pass: MONAI ``sw_batch_size`` = our ``micro_batch`` (4);
 * 2D model: both go slice by slice — MONAI gets one ``(1, 1, Y, X)`` slice per call (it loops over
   a batch's items anyway); ours streams the volume. Window starts differ slightly (MONAI: steps
@@ -57,10 +59,11 @@ def main() -> None:
     from bone_seg.weights.network import create_net
 
     def ours(net, meta, blending, channels_last):
-        """A predictor, built once (as for a whole scan; the network's copy is not timed)."""
+        """A predictor, built once (as for a whole scan; the network's copy is not timed), as
+        bone-predict builds it (fold_bn on; the default format variant without it)."""
         pred = Predictor(copy.deepcopy(net), meta, chunk_size=meta.patch_size, overlap=0.25,
                          blending=blending, threshold=0.5, batch_size=4, micro_batch=4,
-                         channels_last=channels_last)
+                         channels_last=channels_last, fold_bn=channels_last)
         return lambda vol: pred.predict_array(vol)[0]
 
     def monai(net, vol, blending, roi, per_slice):
