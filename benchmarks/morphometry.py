@@ -41,7 +41,7 @@ BIN = Path(sys.executable).parent
 def phantom_mask(root: Path, preset: str, depth: int, size: int) -> tuple[np.ndarray, float]:
     """The mask of a phantom and its voxel size (µm)."""
     from bone_seg.io.volume import open_volume
-    from bone_seg.phantom import write_phantom
+    from bone_seg.workflows.phantom import write_phantom
     from bone_seg.phantom.presets import get_preset
 
     folder = write_phantom(root / "phantoms", "scan", preset, 1, [depth, size, size])
@@ -99,7 +99,7 @@ def throughput(labels: np.ndarray, voxel_size: float) -> None:
             print(f"  porespy ({label_ps}): {t_ps:.2f} s = {mvox / t_ps:.2f} Mvoxel/s, mean "
                   f"{2 * radius[mask].mean():.3f} voxels -> ours / porespy speed "
                   f"{t_ps / t_ours:.2f}x")
-            if sizes == 25:
+            if isinstance(sizes, int):  # the default 25 binned radii
                 emit(f"local thickness of {name}, {labels.shape} (speed vs porespy)",
                      f"{mvox / t_ours:.2f} Mvoxel/s (exact)",
                      f"porespy {mvox / t_ps:.2f} Mvoxel/s (25 binned radii)", t_ps / t_ours,
