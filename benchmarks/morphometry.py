@@ -41,8 +41,8 @@ BIN = Path(sys.executable).parent
 def phantom_mask(root: Path, preset: str, depth: int, size: int) -> tuple[np.ndarray, float]:
     """The mask of a phantom and its voxel size (µm)."""
     from bone_seg.io.volume import open_volume
-    from bone_seg.workflows.phantom import write_phantom
     from bone_seg.phantom.presets import get_preset
+    from bone_seg.workflows.phantom import write_phantom
 
     folder = write_phantom(root / "phantoms", "scan", preset, 1, [depth, size, size])
     mask = open_volume(folder / "mask")
