@@ -59,7 +59,7 @@ ENTRIES = (
           ("--depth", "32", "--two"), ()),
     Entry("large_scan", "large_scan.py",
           "are phantom generation and bone-import memory bounded by a slab on a large scan?",
-          ("--shape", "128", "768", "768"), ()),
+          ("--shape", "192", "768", "768"), ()),
     Entry("receptive_field", "receptive_field.py",
           "does a larger patch (receptive field) help on the paper's hard case?", recorded=True),
     Entry("robustness", "robustness.py",
