@@ -57,7 +57,8 @@ def measure_peak(threads: int, logs: Path) -> dict:
     code, lines, wall = run_script("peak.py", [], child_env(threads), logs / "peak.log")
     found = [json.loads(x[5:]) for x in lines if x.startswith("PEAK ")]
     if code != 0 or not found:
-        raise SystemExit(f"error: the peak measurement failed; see {logs / 'peak.log'}")
+        print(f"error: the peak measurement failed; see {logs / 'peak.log'}", file=sys.stderr)
+        sys.exit(1)
     return {**found[-1], "wall_s": wall}
 
 
@@ -95,8 +96,10 @@ def main() -> None:
     names = {e.name for e in ENTRIES}
     unknown = sorted(set(args.only or ()) - names)
     if unknown or args.threads < 1:
-        raise SystemExit(f"error: --only {unknown} unknown (valid: {', '.join(sorted(names))})"
-                         if unknown else "error: --threads must be >= 1")
+        print(f"error: --only {' '.join(unknown)}: unknown entries (valid: "
+              f"{', '.join(sorted(names))})" if unknown else "error: --threads must be >= 1",
+              file=sys.stderr)
+        sys.exit(2)
     logs = Path(args.logs)
     logs.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
