@@ -7,7 +7,7 @@ STAMP := $(VENV)/.bone_seg-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,14 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	scripts/with_slurm.sh $(BIN)/python -m pytest -q
 
+# the benchmark suite at its 2-core sizes (~10 min); writes benchmarks/README.md and results.json
+# (BENCH_ARGS="--threads 2 --only train_step" for a part)
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check bone_seg tests benchmarks
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf bone_seg_out .pytest_cache
+	rm -rf bone_seg_out .pytest_cache bench_logs

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from bench_result import emit
 from zarr.codecs import BloscCodec, ZstdCodec
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "real" / "trabecular_3155_D_4"
@@ -104,13 +105,16 @@ def measure(arr, rng, depth, size) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--depth", type=int, default=64)
+    parser.add_argument("--two", action="store_true", help="only the baseline and ours")
     args = parser.parse_args()
+    layouts = {k: v for k, v in LAYOUTS.items()
+               if not args.two or "baseline" in k or "(ours)" in k}
     depth, size = args.depth, 1024
     vol = test_volume(depth, size)
     tmp = Path(tempfile.mkdtemp(prefix="bone_seg_chunking_"))
     results = {}
     try:
-        for name, (chunks, shards, comp) in LAYOUTS.items():
+        for name, (chunks, shards, comp) in layouts.items():
             path = tmp / f"{len(results)}.zarr"
             t = time.perf_counter()
             arr = zarr.create_array(str(path), shape=vol.shape, dtype=vol.dtype, chunks=chunks,
@@ -136,6 +140,10 @@ def main() -> None:
     for name, r in results.items():
         cells = [f"{r[c]:.0f} ({r[c] / base[c]:.2f}×)" if base[c] else f"{r[c]:.0f}" for c in cols]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    ours = results["shards 16×1024², chunks 1×256² (ours)"]
+    for col in ("2D 256px /s", "3D 32×128² /s", "MB on disk"):
+        emit(f"Zarr store layout (shards 16×1024² of 1×256² chunks): {col}", f"{ours[col]:.0f}",
+             f"chunks 16×256² {base[col]:.0f}", ours[col] / base[col])
 
 
 if __name__ == "__main__":

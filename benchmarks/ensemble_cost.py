@@ -32,9 +32,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+from bench_result import emit  # noqa: E402
 from predict_memory import BIN, timed  # noqa: E402  (the same measuring method)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+THREADS = os.environ.get("BONE_BENCH_THREADS", "1")  # run_all.py --threads; alone: 1
 
 
 def _scan(root: Path, depth: int, size: int) -> Path:
@@ -66,6 +68,20 @@ def _members(root: Path, n: int) -> list[Path]:
     return paths
 
 
+def _emit(best: dict, args) -> None:
+    base, scan = best["single"], f"{args.depth} x {args.size}^2 scan"
+    e5 = best["ensemble5"]
+    emit(f"bone-predict ensemble of 5, peak RSS ({scan})", f"{e5['rss']:.0f} MiB",
+         f"single model {base['rss']:.0f} MiB", e5["rss"] / base["rss"], "<= 1.2")
+    emit(f"bone-predict ensemble of 5, prediction time ({scan})", f"{e5['predict']:.1f} s",
+         f"single model {base['predict']:.1f} s", e5["predict"] / base["predict"], "<= 5.5",
+         "5 passes: ideal 5.0")
+    tta = best["single+tta"]
+    emit(f"bone-predict tta=flips, prediction time ({scan})", f"{tta['predict']:.1f} s",
+         f"single model {base['predict']:.1f} s", tta["predict"] / base["predict"], "<= 4.4",
+         "4 passes: ideal 4.0")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--depth", type=int, default=8)
@@ -84,7 +100,7 @@ def main() -> None:
             cases["ensemble5+tta"] = [f"weights={five}", "tta=flips",
                                       "uncertainty=[entropy,mutual_information]"]
         common = [f"scan={scan}", f"paths.root={root}", "slab_depth=8", f"batch_size={args.batch}",
-                  "confidence=true", "threads=1", "overwrite=true"]
+                  "confidence=true", f"threads={THREADS}", "overwrite=true"]
         runs: dict[str, list[dict]] = {name: [] for name in cases}
         for rep in range(args.repeats):
             for name, extra in cases.items():
@@ -106,6 +122,7 @@ def main() -> None:
                       f"{b['wall'] / base['wall']:.2f}x")
         print(f"target: ensemble of 5 peak RSS <= 1.2x single: "
               f"{best['ensemble5']['rss'] / base['rss']:.3f}x")
+        _emit(best, args)
 
 
 if __name__ == "__main__":

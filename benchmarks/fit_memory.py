@@ -17,13 +17,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench_result import emit
+
 BIN = Path(sys.executable).parent
 
 
-def _fit(root: Path, store: Path) -> dict:
+def _fit(root: Path, store: Path, batches: int) -> dict:
     cmd = ["/usr/bin/time", "-v", str(BIN / "bone-fit"), "experiment=quick", f"paths.root={root}",
-           f"data.store={store}", "trainer.max_epochs=1", "trainer.limit_train_batches=40",
-           "trainer.limit_val_batches=10", "callbacks.complexity=null"]
+           f"data.store={store}", "trainer.max_epochs=1", f"trainer.limit_train_batches={batches}",
+           f"trainer.limit_val_batches={max(1, batches // 4)}", "callbacks.complexity=null"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
@@ -40,6 +42,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--root", default="/tmp/bench_fit_memory")
     parser.add_argument("--shape", type=int, nargs=3, default=[64, 256, 256])
+    parser.add_argument("--batches", type=int, default=40, help="training batches of the fit")
     args = parser.parse_args()
     root = Path(args.root)
     scans = [{"id": f"m{i:02d}", "preset": "mouse", "seed": i, "shape": args.shape}
@@ -51,13 +54,15 @@ def main() -> None:
         store = root / f"store{n}"
         if not (store / "manifest.json").exists():
             import_scans(store, sources[:n], ImportOptions(), workers=2)
-        results[n] = _fit(root / f"runs{n}", store)
+        results[n] = _fit(root / f"runs{n}", store, args.batches)
         print(f"{n:2d} scans: main process {results[n]['main_mb']:.0f} MB, process tree "
               f"{results[n]['tree_mb'] or float('nan'):.0f} MB", flush=True)
     for key, label in (("main_mb", "main process"), ("tree_mb", "process tree")):
         if results[4][key] and results[16][key]:
             print(f"ratio 16/4 scans, {label}: {results[16][key] / results[4][key]:.3f} "
                   "(target <= 1.1)")
+            emit(f"`quick` fit peak memory, {label}: 16 vs 4 scans", f"{results[16][key]:.0f} MB",
+                 f"{results[4][key]:.0f} MB", results[16][key] / results[4][key], "<= 1.1")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_result import emit
+
 BIN = Path(sys.executable).parent
 
 
@@ -82,6 +84,10 @@ def main() -> None:
           f"({'under' if full['peak_rss_mb'] < 1024 else 'OVER'} the 1 GB target)")
     print(f"import throughput {in_bytes / 2**20 / full['wall_s']:.0f} MB/s of TIFF, "
           f"{n_full / full['wall_s']:.1f} slices/s (process start included)")
+    emit(f"bone-import peak RSS: {n_full} slices vs the first quarter",
+         f"{full['peak_rss_mb']:.0f} MB", f"{small['peak_rss_mb']:.0f} MB",
+         full["peak_rss_mb"] / small["peak_rss_mb"], "<= 1.1",
+         f"{in_bytes / 2**20 / full['wall_s']:.0f} MB/s of TIFF")
 
 
 if __name__ == "__main__":

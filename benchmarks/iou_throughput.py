@@ -64,6 +64,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_result import emit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -305,6 +306,11 @@ def main() -> None:
     print(f"   ours, 1 thread                         {gb / t_ours1:6.2f} GB/s")
     print(f"   torchmetrics per slab, validate=False  {gb / t_tm:6.2f} GB/s")
     print(f"   torchmetrics per slab, default         {gb / t_tmv:6.2f} GB/s")
+    emit(f"bone-iou in memory, {ref.shape} uint8 pair (vs torchmetrics)",
+         f"{gb / t_ours:.2f} GB/s", f"torchmetrics per slab {gb / t_tm:.2f} GB/s", t_tm / t_ours,
+         ">= 20")
+    emit("bone-iou in memory throughput (vs 1 GB/s)", f"{gb / t_ours:.2f} GB/s", "1 GB/s",
+         gb / t_ours, ">= 1")
     print(f"   RATIO ours / torchmetrics (fastest)    {t_tm / t_ours:6.1f} ×   "
           f"(vs its default: {t_tmv / t_ours:.1f} ×)   target ≥ 20 ×, ≥ 1 GB/s")
     if args.whole:
@@ -358,6 +364,8 @@ def on_disk(tmp: Path, small_ref, small_pred, ref, pred, cm, repeats: int) -> No
             t_plain, _ = best_of(lambda v=plain, d=d: torchmetrics_slabs(*v, d, False), 1)
             line += f" | {gb / t_plain:5.2f} GB/s → {t_plain / t_o:5.1f} ×"
         print(line)
+        emit(f"bone-iou from {name} (vs torchmetrics, same reader)", f"{gb / t_o:.2f} GB/s",
+             f"{gb / t_t:.2f} GB/s", t_t / t_o)
 
     print("\n4. peak memory of confusion_matrix in a fresh process, above the RSS after imports")
     store_layout = LAYOUTS[next(iter(LAYOUTS))]
@@ -379,6 +387,9 @@ def on_disk(tmp: Path, small_ref, small_pred, ref, pred, cm, repeats: int) -> No
               f" | 4× ({2 * ref.nbytes / 2**20:.0f} MiB): peak RSS "
               f"+{big['peak_rss_above_mb']:.0f} MiB, "
               f"anonymous +{big['peak_anon_above_mb']:.0f} MiB")
+        emit(f"bone-iou peak anonymous memory, {name}: 4x the input",
+             f"+{big['peak_anon_above_mb']:.0f} MiB", f"+{s['peak_anon_above_mb']:.0f} MiB",
+             big["peak_anon_above_mb"] / max(s["peak_anon_above_mb"], 1), "<= 1.1")
 
 if __name__ == "__main__":
     main()

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_result import emit  # benchmarks/ is on sys.path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BIN = Path(sys.executable).parent
@@ -91,6 +92,9 @@ def main() -> None:
                   f"{report['predict_time_s']:.1f} s ({report['voxels_per_s'] / 1e6:.2f} "
                   f"Mvoxel/s, batch {report['batch_size']})")
         ratio = peaks["deep"] / peaks["shallow"]
+        emit(f"bone-predict peak RSS: {4 * args.depth} vs {args.depth} slices of {args.size}^2",
+             f"{peaks['deep']:.0f} MiB", f"{peaks['shallow']:.0f} MiB", ratio, "<= 1.1",
+             f"{report['voxels_per_s'] / 1e6:.2f} Mvoxel/s")
         print(f"peak RSS deep / shallow (4x the slices): {ratio:.3f}x (target <= 1.1x); above "
               f"the baseline: {(peaks['deep'] - base) / max(peaks['shallow'] - base, 1):.2f}x")
 

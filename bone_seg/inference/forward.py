@@ -17,11 +17,14 @@ probabilities (:mod:`bone_seg.inference.uncertainty`).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.ensemble import Ensemble
+from bone_seg.inference.fold import conv_bn_pairs, fold_batch_norms, refold
 from bone_seg.inference.tta import Transform, augment, restore
 
 
@@ -34,18 +37,31 @@ class WindowModel:
         weight: the importance map of a window (numpy float32).
         device, amp, memory_format, compile: see :class:`~bone_seg.inference.predictor.Predictor`.
         mutual_information: also return the windows' mutual information as one more channel.
+        fold_bn: fold batch norms into convolutions (:mod:`bone_seg.inference.fold`). One
+            member: its network is folded once. An ensemble: each architecture keeps its network
+            (the members' weights are copied into it) and a folded copy, refolded when the member
+            changes.
     """
 
     def __init__(self, ensemble: Ensemble, tta: tuple[Transform, ...], weight: np.ndarray,
                  device: torch.device, amp: bool, memory_format, compile: bool,
-                 mutual_information: bool = False):
+                 mutual_information: bool = False, fold_bn: bool = False):
         meta = ensemble.meta
         self.members, self.tta, self.mode = ensemble.members, tuple(tta), meta.mode
         self.num_classes, self.in_channels = int(meta.num_classes), int(meta.in_channels)
         self.device, self.amp, self.memory_format = device, amp, memory_format
         self.nets = {k: n.eval().to(device, memory_format=memory_format)
                      for k, n in ensemble.nets.items()}
-        self._run = {k: torch.compile(n) if compile else n for k, n in self.nets.items()}
+        self.fold_bn, self._pairs = bool(fold_bn), {}
+        folded = dict(self.nets)
+        if self.fold_bn:  # a copy: the caller's network stays as it was given
+            for k, n in self.nets.items():
+                self._pairs[k] = conv_bn_pairs(n)
+                folded[k] = fold_batch_norms(copy.deepcopy(n))
+            if len(self.members) == 1:  # never reloaded: the folded copy is the network
+                self.nets = folded
+        self._run = {k: torch.compile(n) if compile else n for k, n in folded.items()}
+        self._folded = folded
         self._loaded = {}
         for i, m in enumerate(self.members):  # each network holds its first member's weights
             self._loaded.setdefault(m.arch, i)
@@ -64,6 +80,8 @@ class WindowModel:
         arch = self.members[i].arch
         if self._loaded[arch] != i:
             self.members[i].load_into(self.nets[arch])
+            if self.fold_bn:
+                refold(self.nets[arch], self._folded[arch], self._pairs[arch])
             self._loaded[arch] = i
         return self._run[arch]
 

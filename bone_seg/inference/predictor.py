@@ -163,6 +163,9 @@ class Predictor:
             format, so it is part of an output's fingerprint).
         tta: test-time augmentation, ``tta=`` of :mod:`bone_seg.inference.tta` (None: none).
         uncertainty: maps to compute (:data:`bone_seg.inference.uncertainty.MAPS`).
+        fold_bn: fold the batch norms into the convolutions (:mod:`bone_seg.inference.fold`;
+            fewer passes over the feature maps; the last bits differ, so it is part of an
+            output's fingerprint).
     """
 
     def __init__(self, net: torch.nn.Module, meta, chunk_size: int | None = None,
@@ -170,7 +173,7 @@ class Predictor:
                  blending: str = "gaussian", threshold: float = 0.5, batch_size: int = 8,
                  micro_batch: int = 4, device: str | torch.device = "cpu", amp: bool = True,
                  compile: bool = False, channels_last: bool = True, tta=None,
-                 uncertainty=()):
+                 uncertainty=(), fold_bn: bool = False):
         self.meta = meta
         self.mode = meta.mode
         self.num_classes = int(meta.num_classes)
@@ -201,7 +204,9 @@ class Predictor:
         self.maps = check_maps(uncertainty)
         ensemble = net if isinstance(net, Ensemble) else Ensemble.of(net, meta)
         self.model = WindowModel(ensemble, self.tta, self.weight, self.device, self.amp,
-                                 self.memory_format, compile, "mutual_information" in self.maps)
+                                 self.memory_format, compile, "mutual_information" in self.maps,
+                                 fold_bn=fold_bn)
+        self.fold_bn = bool(fold_bn)
         if "mutual_information" in self.maps and self.model.passes == 1:
             raise BoneSegError("uncertainty=[mutual_information] measures how the passes of an "
                                "ensemble or TTA disagree; with one model and no TTA it is 0: give "
@@ -218,7 +223,8 @@ class Predictor:
                    threshold=settings.threshold, batch_size=1,
                    micro_batch=settings.micro_batch, device=device, amp=settings.amp,
                    compile=settings.compile, channels_last=settings.channels_last,
-                   tta=settings.tta, uncertainty=settings.uncertainty)
+                   tta=settings.tta, uncertainty=settings.uncertainty,
+                   fold_bn=settings.fold_bn)
 
     # ------------------------------------------------------------------ geometry
     def plan(self, shape) -> WindowPlan:

@@ -190,6 +190,8 @@ def _fingerprint(digest: str | list[str], source: dict, meta, norm: Normalizer,
     extra: dict = {}
     if [t.name for t in first.tta] != ["identity"]:
         extra["tta"] = [t.name for t in first.tta]
+    if first.fold_bn:
+        extra["fold_bn"] = True
     if first.maps:
         extra.update(uncertainty=list(first.maps),
                      uncertainty_threshold=float(s.uncertainty_threshold))

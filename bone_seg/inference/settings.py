@@ -22,7 +22,7 @@ class PredictSettings:
 
     Attributes:
         chunk_size, chunk_depth, overlap, blending, threshold, micro_batch, amp, compile,
-            channels_last: see :class:`~bone_seg.inference.predictor.Predictor`.
+            channels_last, fold_bn: see :class:`~bone_seg.inference.predictor.Predictor`.
         batch_size: windows prepared per step, or ``auto`` (from free memory).
         slab_depth: slices written (and recorded as done) at a time.
         device: see :mod:`bone_seg.devices`; ``auto`` / ``cuda`` use every visible GPU, each
@@ -59,6 +59,7 @@ class PredictSettings:
     amp: bool = True
     compile: bool = False
     channels_last: bool = True
+    fold_bn: bool = True
     confidence: bool = False
     tiff: str | None = None
     overwrite: bool = False

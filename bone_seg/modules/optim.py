@@ -1,7 +1,8 @@
 """Optimisers and learning-rate schedules from plain config dicts.
 
 Optimisers: ``adam`` (BONe's default), ``adamw``, ``sgd``; keys ``lr``, ``weight_decay``,
-``betas``/``eps``/``amsgrad`` (Adam, AdamW), ``momentum``/``nesterov``/``dampening`` (SGD).
+``betas``/``eps``/``amsgrad`` (Adam, AdamW), ``momentum``/``nesterov``/``dampening`` (SGD),
+``foreach``/``fused`` (torch's multi-tensor and fused kernels; null: torch's default).
 Keys that do not apply to the chosen optimiser are ignored, so one config can switch optimiser
 by name.
 
@@ -27,9 +28,12 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, CosineAnnealingWarmResta
 from bone_seg.errors import BoneSegError
 
 OPTIMIZERS: dict[str, tuple[type[Optimizer], tuple[str, ...]]] = {
-    "adam": (torch.optim.Adam, ("lr", "weight_decay", "betas", "eps", "amsgrad")),
-    "adamw": (torch.optim.AdamW, ("lr", "weight_decay", "betas", "eps", "amsgrad")),
-    "sgd": (torch.optim.SGD, ("lr", "weight_decay", "momentum", "nesterov", "dampening")),
+    "adam": (torch.optim.Adam, ("lr", "weight_decay", "betas", "eps", "amsgrad", "foreach",
+                                "fused")),
+    "adamw": (torch.optim.AdamW, ("lr", "weight_decay", "betas", "eps", "amsgrad", "foreach",
+                                  "fused")),
+    "sgd": (torch.optim.SGD, ("lr", "weight_decay", "momentum", "nesterov", "dampening",
+                              "foreach", "fused")),
 }
 SCHEDULERS = ("cosine", "cosine_restarts", "none")
 SCHEDULER_KEYS = ("name", "eta_min", "interval", "T_max", "T_0", "T_mult")
