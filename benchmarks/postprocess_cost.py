@@ -23,6 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_result import emit  # noqa: E402
+
 RULES = {"min_bone_size": 64, "min_pore_size": 8, "min_pore_enclosure": 0.5}
 
 CHILD = r"""
@@ -107,8 +110,15 @@ def main() -> None:
     for how in ("stream", "whole"):
         ratio = med[("deep", how)]["rss_mb"] / med[("shallow", how)]["rss_mb"]
         print(f"{how}: deep / shallow peak RSS {ratio:.3f}×")
-    print(f"stream / whole time (deep): "
-          f"{med[('deep', 'stream')]['seconds'] / med[('deep', 'whole')]['seconds']:.3f}×")
+    deep_s, whole_s = med[("deep", "stream")]["seconds"], med[("deep", "whole")]["seconds"]
+    print(f"stream / whole time (deep): {deep_s / whole_s:.3f}×")
+    rss = {how: med[("deep", how)]["rss_mb"] / med[("shallow", how)]["rss_mb"]
+           for how in ("stream", "whole")}
+    emit("post-processing, peak RSS: 4x the slices", f"{med[('deep', 'stream')]['rss_mb']:.0f} MB",
+         f"{args.depth} slices {med[('shallow', 'stream')]['rss_mb']:.0f} MB", rss["stream"],
+         "<= 1.1", f"whole volume in memory: {rss['whole']:.2f}x")
+    emit("post-processing time, streamed vs whole volume in memory", f"{deep_s:.2f} s",
+         f"whole {whole_s:.2f} s", deep_s / whole_s, "<= 1.5", "identical labels")
 
 
 if __name__ == "__main__":

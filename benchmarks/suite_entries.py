@@ -43,6 +43,9 @@ ENTRIES = (
     Entry("ensemble_cost", "ensemble_cost.py",
           "what do an ensemble of 5 and TTA cost bone-predict (time, peak RSS)?",
           ("--depth", "4", "--size", "256"), ()),
+    Entry("postprocess_cost", "postprocess_cost.py",
+          "is post-processing's memory bounded by slabs, and what does streaming cost?",
+          ("--depth", "16", "--size", "384", "--repeats", "1"), ()),
     Entry("morphometry", "morphometry.py",
           "how fast is exact local thickness; is bone-morpho's memory bounded by a slab?",
           ("--depth", "32", "--size", "160"), ()),
@@ -66,5 +69,6 @@ ENTRIES = (
           "do noise/blur/gamma augmentations help on imaging the model never saw?",
           recorded=True),
     Entry("ensemble_accuracy", "ensemble_accuracy.py",
-          "do an ensemble and TTA segment held-out scans better?", recorded=True),
+          "do an ensemble, TTA and post-processing segment held-out scans better?",
+          recorded=True),
 )
