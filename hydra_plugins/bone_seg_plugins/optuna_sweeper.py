@@ -9,9 +9,9 @@ a database there is no resume. This sweeper keeps that package's configuration (
 override syntax) and uses Optuna's own ask-and-tell interface.
 
 Search space (``params`` and sweep overrides on the command line, the latter winning):
-``choice(a,b,c)`` → categorical; ``interval(lo,hi)`` → uniform (integers if both ends are
-integers), ``tag(log, interval(lo,hi))`` → log-uniform; ``range(a,b[,step])`` → a stepped
-integer or float range (``b`` excluded, as Python's ``range``). Other overrides are fixed for every
+``choice(a,b,c)`` → categorical; ``interval(lo,hi)`` → uniform over real numbers (Hydra reads
+its ends as floats), ``tag(log, interval(lo,hi))`` → log-uniform; ``range(a,b[,step])`` → a
+stepped integer (or float) range, ``b`` excluded as in Python's ``range``. Other overrides are fixed for every
 trial.
 
 Each trial is one job of the launcher (``n_jobs`` at a time). A job's return value is the
@@ -77,8 +77,6 @@ def distribution(override):
         return d.CategoricalDistribution([v for v in override.sweep_iterator()])
     if isinstance(sweep, IntervalSweep):
         log_scale = "log" in (sweep.tags or set())
-        if isinstance(sweep.start, int) and isinstance(sweep.end, int):
-            return d.IntDistribution(sweep.start, sweep.end, log=log_scale)
         return d.FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale)
     if isinstance(sweep, RangeSweep):
         values = list(override.sweep_iterator())
