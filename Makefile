@@ -19,9 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/bone-demo
 
+# the SLURM tests (tests/slurm/) run on a one-node cluster started for them and stopped afterwards
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	scripts/with_slurm.sh $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check bone_seg tests benchmarks

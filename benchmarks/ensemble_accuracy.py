@@ -9,13 +9,16 @@ models were not trained on (``packed``, the paper's hard case) — with
 * the ensemble of all members,
 * the first member with ``tta`` (default ``flips``),
 * the ensemble with ``tta``,
+* each of these once more with post-processing (``--post``: the rules of ``postprocess:`` in
+  ``conf/predict.yaml``; applied to the same prediction, so only the post-processing runs again),
 
 and prints mIoU and per-class IoU (exact, streamed: :func:`bone_seg.metrics.confusion_matrix`)
 per scan and on average, with each variant's prediction time against the single model's. The
 scans are generated into ``--root`` (a rerun reuses them).
 
     .venv/bin/python benchmarks/ensemble_accuracy.py --members <sweep dir>/*/best.safetensors \\
-        [--root /tmp/bench_ensemble] [--tta flips] [--threads 1]
+        [--root /tmp/bench_ensemble] [--tta flips] [--threads 1] \\
+        [--post min_bone_size=64,min_pore_enclosure=0.5]
 """
 
 from __future__ import annotations
@@ -34,17 +37,28 @@ HELD_OUT = [  # small, so that 20 passes over them fit a 2-core CPU
 CLASSES = ["background", "bone", "pores"]
 
 
-def _score(weights, store: Path, scan: str, out: Path, tta) -> dict:
+def _score(weights, store: Path, scan: str, out: Path, tta, post=None,
+           base_s: float | None = None) -> dict:
+    """Predict and score one scan; with ``post`` the prediction at ``out`` is reused and only
+    post-processed (its time added to ``base_s``, the prediction's)."""
     from bone_seg.inference import PredictSettings, predict_scan
     from bone_seg.metrics import confusion_matrix, scores_from_confusion
 
     report = predict_scan(weights, scan, out, store_path=store,
                           settings=PredictSettings(overwrite=True, progress=False, tta=tta,
-                                                   summary=False))
-    cm = confusion_matrix(store / "scans" / scan / "mask", out / "labels", 3, progress=False)
+                                                   summary=False, postprocess=post))
+    cm = confusion_matrix(store / "scans" / scan / "mask", out, 3, progress=False)
     scores = scores_from_confusion(cm, CLASSES)
-    return {"miou": scores["mean_iou"], "seconds": report["predict_time_s"],
+    seconds = (report["predict_time_s"] if post is None
+               else base_s + report["postprocess"]["time_s"])
+    return {"miou": scores["mean_iou"], "seconds": seconds,
             **{c["name"]: c["iou"] for c in scores["classes"]}}
+
+
+def _rules(text: str) -> dict:
+    """``a=1,b=0.5`` as the ``postprocess`` mapping."""
+    pairs = (item.split("=", 1) for item in text.split(",") if item)
+    return {k: (float(v) if "." in v else int(v)) for k, v in pairs}
 
 
 def _row(name: str, results: list[dict], base_s: float) -> str:
@@ -65,7 +79,10 @@ def main() -> None:
     ap.add_argument("--root", default="/tmp/bench_ensemble")
     ap.add_argument("--tta", default="flips")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--post", default="min_bone_size=64,min_pore_enclosure=0.5",
+                    help="post-processing rules, key=value,...; empty: none")
     args = ap.parse_args()
+    post = _rules(args.post)
     torch.set_num_threads(args.threads)
     root, members = Path(args.root), [str(Path(m).resolve()) for m in args.members]
     make_phantom_set(root / "phantoms", HELD_OUT, workers=1)
@@ -76,11 +93,20 @@ def main() -> None:
                 "ensemble": (members, None), f"member 1 + tta={args.tta}": (members[0], args.tta),
                 f"ensemble + tta={args.tta}": (members, args.tta)}
     results: dict[str, dict[str, dict]] = {}
-    for name, (weights, tta) in variants.items():
+    for name, (weights, tta) in list(variants.items()):
         t0 = time.perf_counter()
-        results[name] = {s["id"]: _score(weights, store, s["id"], root / "pred.zarr", tta)
-                         for s in HELD_OUT}
+        results[name], after = {}, {}
+        for s in HELD_OUT:
+            out = root / "pred.zarr"
+            results[name][s["id"]] = r = _score(weights, store, s["id"], out, tta)
+            if post:
+                after[s["id"]] = _score(weights, store, s["id"], out, tta, post, r["seconds"])
+        if post:
+            results[f"{name} + post"] = after
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    if post:
+        print(f"post-processing: {post}")
+        variants = {n: None for n in results}
     singles = [n for n in variants if n.startswith("member ") and "tta" not in n]
     base_s = np.mean([r["seconds"] for n in singles for r in results[n].values()])
     print("\n| scan | variant | mIoU | IoU background | IoU bone | IoU pores | time / single |")

@@ -23,6 +23,10 @@ PARENT_RUN_ENV = "BONE_SEG_MLFLOW_PARENT_RUN"
 GIT_COMMIT_TAG = "mlflow.source.git.commit"
 GIT_DIRTY_TAG = "bone_seg.git_dirty"
 VERSION_TAG = "bone_seg.version"
+#: tags of a fit that ran as a SLURM job: the job id as ``squeue`` shows it (``<array job>_<task>``
+#: for a sweep's array task) and how often SLURM restarted the job (preemption, time-out, requeue)
+SLURM_JOB_TAG = "slurm.job_id"
+SLURM_RESTARTS_TAG = "slurm.restart_count"
 #: the context of a fit's dataset input (the store; its split is in the input's profile)
 DATASET_CONTEXT = "training"
 #: tags of a fit run besides the sweep (all written as strings)

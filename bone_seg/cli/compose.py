@@ -35,7 +35,10 @@ _RUN_UID = secrets.token_hex(3)
 def register_resolvers() -> None:
     """Register the OmegaConf resolvers our configs use (idempotent)."""
     if not OmegaConf.has_resolver("uid"):
-        OmegaConf.register_new_resolver("uid", lambda: os.environ.get("BONE_SEG_RUN_UID", _RUN_UID))
+        # cached as Hydra's ${now:}: a sweep's jobs on other machines (SLURM) get the sweep's
+        # cache with its config, so they resolve the sweep's folder as the sweep did
+        OmegaConf.register_new_resolver(
+            "uid", lambda: os.environ.get("BONE_SEG_RUN_UID", _RUN_UID), use_cache=True)
     if not OmegaConf.has_resolver("scale"):
         # ${scale:n,f}: n * f rounded to an integer (sweeps shrink patch and batch sizes with it)
         OmegaConf.register_new_resolver("scale", lambda n, f: max(1, int(round(float(n) * f))))

@@ -2,17 +2,17 @@
 member of an ensemble and every TTA pass.
 
 A step (``batch_size`` windows, a multiple of ``micro_batch``) is cut into micro-batches of the
-global window order, as before (see :mod:`bone_seg.inference.predictor` on repeatability). For
-each member in turn (its weights copied into its architecture's network when needed,
+global window order, as before (see :mod:`bone_seg.inference.predictor` on repeatability). For each
+member in turn (its weights copied into its architecture's network when needed,
 :mod:`bone_seg.inference.ensemble`), each micro-batch and each TTA pass in the order given, the
-softmax probabilities (float32) are turned back (:func:`bone_seg.inference.tta.restore`) and summed
-per window in that fixed order — member, then pass — which does not depend on how many windows
-a step holds; the sum is divided by the number of passes (members × transforms) and weighted by
-the importance map. One member without TTA is one pass: its probabilities are used as they are,
-bit for bit what a single model gives. With ``mutual_information`` the window's mutual
-information (nats: the entropy of the mean minus the mean of the passes' entropies, >= 0) follows
-as one more channel, weighted and blended like the probabilities
-(:mod:`bone_seg.inference.uncertainty`).
+logits are turned back (:func:`bone_seg.inference.tta.restore`) and their softmax probabilities
+(float32, always computed in the same memory format) summed per window in that fixed order —
+member, then pass — which does not depend on how many windows a step holds; the sum is divided by
+the number of passes (members × transforms) and weighted by the importance map. One member without
+TTA is one pass: its probabilities are used as they are, bit for bit what a single model gives.
+With ``mutual_information`` the window's mutual information (nats: the entropy of the mean minus
+the mean of the passes' entropies, >= 0) follows as one more channel, weighted and blended like the
+probabilities (:mod:`bone_seg.inference.uncertainty`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ class WindowModel:
             net = self._activate(i)
             for c, x in enumerate(xs):
                 for t in self.tta:
-                    p = restore(self._probs(net, augment(x, t, self.mode)), t, self.mode)
+                    p = self._probs(restore(self._logits(net, augment(x, t, self.mode)), t,
+                                            self.mode))
                     sums[c] = p if sums[c] is None else sums[c] + p
                     if self.mutual_information:
                         e = torch.special.entr(p).sum(dim=1, keepdim=True)
@@ -94,8 +95,14 @@ class WindowModel:
             out.append((parts[0] if len(parts) == 1 else torch.cat(parts, 1)).cpu().numpy())
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _probs(self, net, x: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (float32) of one micro-batch."""
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities (float32), computed in the memory format of an untransformed
+        pass: the kernel's rounding depends on the layout, so a pass turned back after the
+        softmax would differ from no TTA in the last bit."""
+        return torch.softmax(logits.float().contiguous(memory_format=self.memory_format), dim=1)
+
+    def _logits(self, net, x: torch.Tensor) -> torch.Tensor:
+        """The network's output of one micro-batch."""
         x = x.contiguous(memory_format=self.memory_format)
         try:
             with torch.autocast(self.device.type, enabled=self.amp):
@@ -114,4 +121,4 @@ class WindowModel:
                 f"expected {self.num_classes} classes at the input's size (is chunk_size a "
                 "multiple of 32, and chunk_depth of 16 or 32 in 3D?)"
             )
-        return torch.softmax(logits.float(), dim=1)
+        return logits

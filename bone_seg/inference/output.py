@@ -2,9 +2,12 @@
 
 Layout of ``<out>`` (a Zarr group)::
 
-    labels/               NGFF "labels" group (``ome.labels = ["segmentation"]``)
+    labels/               NGFF "labels" group (``ome.labels = ["segmentation"]``, or
+                          ``["postprocessed", "segmentation"]``: readers take the first)
       segmentation/       NGFF label image: class indices (uint8), levels 0, 1, ... (a pyramid),
                           ``image-label`` colours and class names; axes z, y, x in micrometres
+      postprocessed/      (``postprocess:`` rules) the same, after the rules
+                          (:mod:`bone_seg.inference.postprocessed`, with ``postprocess.json/.npz``)
     confidence/           NGFF image (optional): maximum class probability (float32), levels
     entropy/, mutual_information/   NGFF images (optional, ``uncertainty=``): float32 in [0, 1]
                           (:mod:`bone_seg.inference.uncertainty`), levels as the confidence's
@@ -90,6 +93,9 @@ class PredictionOutput:
         self.voxel_size = ngff.voxel_size_zyx(voxel_size)
         self.class_names = list(class_names or default_class_names(3))
         self.maps = tuple(maps)
+        #: the label images listed in ``labels``, in order (readers take the first): the
+        #: network's, after the post-processed one when there is one
+        self.label_images = [LABEL_NAME]
         zyx = self.voxel_size
         self.pyramid: Pyramid = plan_pyramid(self.shape, self.slab_depth, pyramid,
                                              isotropic=zyx is None or _isotropic(zyx))
@@ -185,11 +191,12 @@ class PredictionOutput:
             "pyramid": [list(f) for f in self.pyramid.factors]}
         labels_group = group[ngff.LABELS_GROUP]
         labels_group.attrs.pop("ome", None)  # write_label_metadata appends to the list
-        ngff.write_image_metadata(labels_group[LABEL_NAME], self.pyramid.factors,
-                                  self.voxel_size, LABEL_NAME)
         has_conf = "confidence" in group
-        ngff.write_label_metadata(labels_group, LABEL_NAME, self.class_names,
-                                  source_image="../../confidence" if has_conf else None)
+        for label in self.label_images:
+            ngff.write_image_metadata(labels_group[label], self.pyramid.factors,
+                                      self.voxel_size, label)
+            ngff.write_label_metadata(labels_group, label, self.class_names,
+                                      source_image="../../confidence" if has_conf else None)
         for name in ("confidence",) * has_conf + self.maps:
             ngff.write_image_metadata(group[name], self.pyramid.factors, self.voxel_size, name)
 
@@ -262,7 +269,8 @@ class PredictionOutput:
         return sorted(set(range(self.num_slabs)) - self.done)
 
     def mark_complete(self) -> None:
-        """Record the output as complete; refuses while a slab is missing."""
+        """Record the output as complete (its metadata rewritten, ``complete`` last); refuses
+        while a slab is missing (in this process's record or another's)."""
         with self.locked():
             self._merge_progress()
             missing = self.missing

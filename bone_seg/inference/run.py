@@ -35,6 +35,7 @@ from bone_seg.devices import resolve_devices
 from bone_seg.inference.collect import SlabBuffer
 from bone_seg.inference.ensemble import Ensemble, load_ensemble
 from bone_seg.inference.output import PredictionOutput
+from bone_seg.inference.postprocessed import postprocess_output
 from bone_seg.inference.predictor import Predictor
 from bone_seg.inference.report import merge_stats
 from bone_seg.inference.scan import open_scan
@@ -96,8 +97,7 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
         with output.locked():  # one process completes the output, once every slab is there
             output.refresh()
             finish = not output.missing and (split is None or not output.complete)
-            extras = (_finish_outputs(output, job.volume, s, list(job.meta.class_names),
-                                      job.name) if finish else {})
+            extras = _complete_outputs(output, job, s) if finish else {}
             usage = monitor.stop()
             report = {**_report(job, devices, done_before, finish or output.complete),
                       **extras,
@@ -112,8 +112,7 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
                               completed_here=finish)
             if finish:
                 write_json_atomic(Path(out) / "report.json", report)
-                if not output.complete:
-                    output.mark_complete()  # last: nothing looks complete before it is
+                output.mark_complete()  # last (metadata rewritten): nothing looks complete before
     finally:
         monitor.stop()
     return report
@@ -179,6 +178,13 @@ def _report(job: _Job, devices: list[torch.device], done_before: int,
     }
 
 
+def _complete_outputs(output: PredictionOutput, job: _Job, s: PredictSettings) -> dict[str, Any]:
+    """Post-processing, then the statistics, TIFF and summary of the final labels."""
+    labels, post = postprocess_output(output, s.postprocess, s.progress, job.name)
+    return _finish_outputs(output, labels, post, job.volume, s, list(job.meta.class_names),
+                           job.name)
+
+
 def _trained_on(ensemble: Ensemble, source: dict) -> list[str]:
     """The members whose fit trained or validated on this store scan (their metadata's splits):
     their opinion of it is not a held-out one."""
@@ -198,18 +204,27 @@ def _reader(volume, norm: Normalizer):
     return read
 
 
-def _finish_outputs(output: PredictionOutput, volume, s: PredictSettings,
-                    class_names: list[str], name: str) -> dict[str, Any]:
-    """The statistics over every slab, the TIFF export and the PNG summary (report entries)."""
+def _finish_outputs(output: PredictionOutput, labels, post: dict | None, volume,
+                    s: PredictSettings, class_names: list[str], name: str) -> dict[str, Any]:
+    """The statistics over every slab, the TIFF export and the PNG summary of the final
+    ``labels`` (report entries; ``post``: the post-processing's report, replacing the class
+    counts of the network's labels)."""
     stats = merge_stats(output.slabs, class_names)
+    if post is not None:
+        counts = post.pop("class_counts")
+        stats["network_class_counts"] = stats["class_counts"]
+        stats["class_counts"] = dict(zip(class_names, counts, strict=True))
+        stats["class_fractions"] = {n: c / stats["voxels"] for n, c in zip(class_names, counts,
+                                                                           strict=True)}
+        stats["postprocess"] = post
     uncertainty = merge_uncertainty(output.slabs, class_names, s.uncertainty_threshold)
     if uncertainty:
         stats["uncertainty"] = uncertainty
-    tiff_path = _export_tiff(output, s.tiff) if s.tiff else None
+    tiff_path = _export_tiff(output, labels, s.tiff) if s.tiff else None
     vs = output.attrs_voxel_size
     summary = None
     if s.summary:
-        summary = write_summary(output.path / "summary.png", volume, output.labels,
+        summary = write_summary(output.path / "summary.png", volume, labels,
                                 stats["class_counts"],
                                 vs if vs is None or isinstance(vs, float) else vs[1], name)
     return {**stats, "tiff": str(tiff_path) if tiff_path else None, "voxel_size": vs,
@@ -323,12 +338,12 @@ def _predict_run(predictor: Predictor, read, output: PredictionOutput, run: tupl
                 slab = None
 
 
-def _export_tiff(output: PredictionOutput, fmt: str) -> Path:
+def _export_tiff(output: PredictionOutput, labels, fmt: str) -> Path:
     from bone_seg.io.export import export_tiff
 
     out = output.path
     stem = out.with_suffix("") if out.suffix == ".zarr" else out.with_name(out.name + "_labels")
     target = stem.with_suffix(".tif") if fmt == "multipage" else stem
-    volume = ArrayVolume(output.labels, str(out / "labels"), class_names=output.class_names)
+    volume = ArrayVolume(labels, str(out / "labels"), class_names=output.class_names)
     return export_tiff(volume, target, fmt=fmt, voxel_size=output.attrs_voxel_size,
                        labels=len(output.class_names), overwrite=True)

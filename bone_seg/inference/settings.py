@@ -12,6 +12,7 @@ from bone_seg.errors import BoneSegError
 from bone_seg.inference.slabs import check_part
 from bone_seg.inference.tta import tta_names
 from bone_seg.inference.uncertainty import check_maps
+from bone_seg.postprocess.settings import PostprocessSettings
 
 TIFF_FORMATS = ("folder", "multipage")
 
@@ -45,6 +46,9 @@ class PredictSettings:
         part, parts: predict only stretch ``part`` (from 0) of ``parts`` of the slabs, other
             processes the rest into the same output (:func:`~bone_seg.inference.slabs.part_slabs`);
             both None: every slab.
+        postprocess: the rules applied to the labels once predicted (a mapping or
+            :class:`~bone_seg.postprocess.settings.PostprocessSettings`; every rule off by
+            default), :mod:`bone_seg.inference.postprocessed`.
     """
 
     chunk_size: int | None = None
@@ -71,6 +75,7 @@ class PredictSettings:
     uncertainty_threshold: float = 0.5
     part: int | None = None
     parts: int | None = None
+    postprocess: PostprocessSettings | Mapping | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -92,6 +97,9 @@ class PredictSettings:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
             raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
         check_part(self.part, self.parts)
+        if not isinstance(self.postprocess, PostprocessSettings):
+            object.__setattr__(self, "postprocess",
+                               PostprocessSettings.from_mapping(self.postprocess))
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any], **fixed: Any) -> PredictSettings:

@@ -32,7 +32,7 @@ from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO, read_checkp
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
 from bone_seg.io.store import DatasetStore
-from bone_seg.workflows import mlflow_run
+from bone_seg.workflows import mlflow_run, slurm_job
 
 log = logging.getLogger("bone_seg.fit")
 
@@ -59,6 +59,7 @@ def run_tags(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
         "mode": datamodule.mode,
         "experiment": cfg.experiment_name,
         "output_dir": cfg.paths.output_dir,
+        **slurm_job.job_tags(),
     }
 
 
@@ -97,13 +98,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     out = Path(cfg.paths.output_dir)
     config = OmegaConf.to_container(cfg, resolve=True)
-    is_rank0 = int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(
-        os.environ.get("NODE_RANK", "0")) == 0
+    is_rank0 = slurm_job.is_global_rank0()
     if is_rank0:
         out.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(OmegaConf.create(config), out / "config.yaml")
-    if cfg.ckpt_path is not None:
-        read_checkpoint(cfg.ckpt_path)  # refused before any work, if it is not one of ours
+    ckpt_path = slurm_job.requeue_checkpoint(cfg.ckpt_path, out)
+    if ckpt_path is not None:
+        read_checkpoint(ckpt_path)  # refused before any work, if it is not one of ours
+    slurm_job.check_tasks(cfg.trainer.get("devices"), cfg.trainer.get("num_nodes", 1))
     set_reproducibility(int(cfg.seed), bool(cfg.repro))
 
     datamodule = instantiate(cfg.data, _convert_="all")
@@ -121,13 +123,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     logger = mlflow_run.build_logger(cfg.logger.tracking_uri, cfg.logger.experiment_name,
                                      run_name=name, tags=tags)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                          plugins=[AtomicCheckpointIO()],
+                          plugins=[AtomicCheckpointIO(), *slurm_job.slurm_plugins()],
                           enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks))
     mlflow_run.log_params(logger, config)
     mlflow_run.log_store_input(logger, DatasetStore(datamodule.store_path), datamodule.splits)
     try:
         with log_above_progress_bars():
-            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path,
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path,
                         weights_only=True)
             summary = _finish(cfg, trainer, datamodule, callbacks, logger, out, t0)
     except BaseException:
