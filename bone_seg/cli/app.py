@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 #: Hydra flags that print something instead of running the command (no value is required)
 _NO_RUN_FLAGS = ("--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc")
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+#: set by the one-process-per-job launcher: where a sweep job writes its return value
+RETURN_FILE_ENV = "BONE_SEG_RETURN_FILE"
 
 
 def bone_seg_error(err: BaseException) -> BoneSegError | None:
@@ -60,6 +62,21 @@ def apply_threads(threads: Any) -> None:
         os.environ[name] = str(n)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n)
+
+
+def hand_back(value: Any) -> Any:
+    """A sweep job's return value, also written where its launcher reads it (as JSON, by the
+    first process only: DDP's other ranks rerun the same command line), for a sweeper that
+    optimises it (hydra_plugins/bone_seg_plugins/subprocess_launcher.py)."""
+    path = os.environ.get(RETURN_FILE_ENV)
+    ranks = (os.environ.get(k, "0") for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+    if path and all(r == "0" for r in ranks):
+        import json
+
+        from bone_seg.atomic import write_text_atomic
+
+        write_text_atomic(path, json.dumps(value, default=str) + "\n")
+    return value
 
 
 def _load(target: str | Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
@@ -112,7 +129,7 @@ def hydra_main(config_name: str,
                 apply_threads(cfg.get("threads"))
                 workflow = _load(run)
                 tidy_library_logging()
-                return workflow(cfg)
+                return hand_back(workflow(cfg))
             except Exception as err:
                 found = bone_seg_error(err)
                 if found is None:

@@ -27,10 +27,17 @@ its data is written. A rerun with the same fingerprint (weights digest, scan, se
 the result) continues with the slabs not recorded; a different fingerprint is refused unless
 ``overwrite`` is given. Outputs of the first layout (``labels`` an array beside ``confidence``)
 are still read by every reader (:func:`bone_seg.io.ngff.resolve_array`) but not continued.
+
+Several processes may write one output at once (``bone-predict part=i parts=n``, each its own
+slabs): the group is created, ``progress.json`` updated (re-read and merged: each process adds its
+slabs to what the others recorded) and the output completed under one file lock beside the group,
+``<parent>/.<name>.lock`` (:mod:`filelock`, as the store's manifest), so no process overwrites
+another's record and exactly one completes the output, once every slab is recorded.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
@@ -39,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 import zarr
+from filelock import FileLock
 
 from bone_seg.atomic import write_json_atomic
 from bone_seg.classes import default_class_names
@@ -91,7 +99,14 @@ class PredictionOutput:
         zyx = self.voxel_size
         self.pyramid: Pyramid = plan_pyramid(self.shape, self.slab_depth, pyramid,
                                              isotropic=zyx is None or _isotropic(zyx))
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file_lock = FileLock(str(self.path.parent / f".{self.path.name}.lock"))
+        with self._file_lock:
+            self._open(confidence, overwrite)
+
+    def _open(self, confidence: bool, overwrite: bool) -> None:
+        """Reopen the output (or create it); under the file lock."""
         progress = self._read_progress()
         if progress is not None and progress.get("fingerprint") != self.fingerprint:
             if not overwrite:
@@ -221,17 +236,46 @@ class PredictionOutput:
             write_levels(self.confidence_levels, z0, confidence, self.pyramid, "mean")
         for name, levels in self.map_levels.items():
             write_levels(levels, z0, (maps or {})[name], self.pyramid, "mean")
-        with self._lock:
+        with self.locked():
+            self._merge_progress()
             self.slabs[i] = stats
             self._write_progress()
 
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the output against the other threads and processes writing it (re-entrant in a
+        thread): what is read and written inside is no one else's half-done update."""
+        with self._lock, self._file_lock:
+            yield
+
+    def refresh(self) -> None:
+        """Take up the slabs (and completion) the other processes recorded."""
+        with self.locked():
+            self._merge_progress()
+
+    def _merge_progress(self) -> None:
+        progress = self._read_progress()
+        if progress is None or progress.get("fingerprint") != self.fingerprint:
+            raise BoneSegError(f"{self.path} was removed or replaced by another prediction "
+                               "while this one was writing it; predict it again")
+        for k, v in progress["slabs"].items():
+            self.slabs.setdefault(int(k), v)
+        self.complete = self.complete or bool(progress.get("complete"))
+
+    @property
+    def missing(self) -> list[int]:
+        """Indices of the slabs not recorded yet (by this process, or by others at the last
+        :meth:`refresh`)."""
+        return sorted(set(range(self.num_slabs)) - self.done)
+
     def mark_complete(self) -> None:
         """Record the output as complete (its metadata rewritten, ``complete`` last); refuses
-        while a slab is missing."""
-        missing = sorted(set(range(self.num_slabs)) - self.done)
-        if missing:
-            raise BoneSegError(f"{self.path}: slabs {missing[:5]} are not written yet")
-        with self._lock:
+        while a slab is missing (in this process's record or another's)."""
+        with self.locked():
+            self._merge_progress()
+            missing = self.missing
+            if missing:
+                raise BoneSegError(f"{self.path}: slabs {missing[:5]} are not written yet")
             self.write_metadata()
             self.complete = True
             self._write_progress()

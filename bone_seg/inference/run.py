@@ -19,6 +19,7 @@ holds a slab's buffers, the open windows' slices and one step's windows, never t
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +40,13 @@ from bone_seg.inference.predictor import Predictor
 from bone_seg.inference.report import merge_stats
 from bone_seg.inference.scan import open_scan
 from bone_seg.inference.settings import PredictSettings
-from bone_seg.inference.slabs import pending_runs, split_slabs
+from bone_seg.inference.slabs import (
+    check_part,
+    part_slabs,
+    pending_runs,
+    pending_runs_of,
+    split_slabs,
+)
 from bone_seg.inference.summary import write_summary
 from bone_seg.inference.uncertainty import merge_uncertainty
 from bone_seg.io.normalize import Normalizer
@@ -67,50 +74,115 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
 
     Returns the report (also written to ``<out>/report.json``, :mod:`bone_seg.inference.report`);
     raises :class:`BoneSegError` on bad weights, scan, settings or output.
+
+    With ``settings.part`` / ``settings.parts`` this call predicts only its part's stretch of the
+    slabs (:func:`~bone_seg.inference.slabs.part_slabs`); other processes predict the others into
+    the same ``out``. The part that finds every slab recorded at its end completes the output
+    (statistics over the whole scan, TIFF, summary, ``report.json``, then ``complete``); the
+    others return a report with ``complete`` false and write no ``report.json``.
     """
     t0 = time.perf_counter()
     s = settings or PredictSettings()
+    split = check_part(s.part, s.parts)
     devices = resolve_devices(s.device)
     gpus = [d.index or 0 for d in devices] if devices[0].type == "cuda" else None
     monitor = ResourceMonitor(interval=0.2, gpus=gpus).start()
     try:
-        ensemble = load_ensemble(weights)
-        meta = ensemble.meta
-        predictors = _predictors(ensemble, s, devices)
-        volume, stats, source, name = open_scan(scan, store_path, meta.stats_policy, s.slab_depth)
-        norm = Normalizer.from_stats(stats, meta.normalization, meta.clip_range,
-                                     name=str(source.get("path", name)))
-        fingerprint = _fingerprint(ensemble.digest, source, meta, norm, predictors[0], s,
-                                   devices)
-        voxel_size = s.voxel_size or getattr(volume, "voxel_size", None)
-        output = PredictionOutput(out, volume.shape, s.slab_depth, fingerprint, s.confidence,
-                                  s.overwrite, meta.class_names, voxel_size, s.pyramid,
-                                  maps=predictors[0].maps)
+        job = _open_job(weights, scan, out, store_path, s, devices)
+        output = job.output
         done_before = len(output.done)
-        todo = pending_runs(output.num_slabs, output.done) if not output.complete else []
-        predict_s = _predict_shares(predictors, _reader(volume, norm), output, todo, s, name,
-                                    done_before)
-        labels, post = postprocess_output(output, s.postprocess, s.progress, name)
-        extras = _finish_outputs(output, labels, post, volume, s, list(meta.class_names), name)
-        output.mark_complete()  # last: nothing looks complete before it is
+        todo = [] if output.complete else _own_pending(output, split)
+        predict_s = _predict_shares(job.predictors, _reader(job.volume, job.norm), output, todo,
+                                    s, job.name, done_before)
+        with output.locked():  # one process completes the output, once every slab is there
+            output.refresh()
+            finish = not output.missing and (split is None or not output.complete)
+            extras = _complete_outputs(output, job, s) if finish else {}
+            usage = monitor.stop()
+            report = {**_report(job, devices, done_before, finish or output.complete),
+                      **extras,
+                      "wall_time_s": round(time.perf_counter() - t0, 3),
+                      "predict_time_s": round(predict_s, 3),
+                      **_throughput(output, todo, predict_s),
+                      "peak_rss_gb": usage.get("peak_rss_gb"),
+                      "peak_vram_gb": usage.get("peak_vram_gb")}
+            if split is not None:
+                report.update(part=split[0], parts=split[1], slabs_missing=len(output.missing),
+                              slabs_predicted=sum(b - a for a, b in todo),
+                              completed_here=finish)
+            if finish:
+                write_json_atomic(Path(out) / "report.json", report)
+                output.mark_complete()  # last (metadata rewritten): nothing looks complete before
     finally:
-        usage = monitor.stop()
-    names = ensemble.names
-    report = {
-        "weights": names[0] if len(names) == 1 else names,
-        "tta": [t.name for t in predictors[0].tta],
-        "members_trained_on_scan": _trained_on(ensemble, source),
-        "scan": source, "name": name, "out": str(out), "shape": list(output.shape),
-        "mode": meta.mode, "devices": [str(d) for d in devices],
-        "batch_size": predictors[0].batch, "micro_batch": predictors[0].micro,
-        "settings": fingerprint["settings"], "slabs": output.num_slabs,
-        "slabs_done_before": done_before, "complete": True,
-        "wall_time_s": round(time.perf_counter() - t0, 3), "predict_time_s": round(predict_s, 3),
-        **_throughput(output, todo, predict_s), "peak_rss_gb": usage.get("peak_rss_gb"),
-        "peak_vram_gb": usage.get("peak_vram_gb"), **extras,
-    }
-    write_json_atomic(Path(out) / "report.json", report)
+        monitor.stop()
     return report
+
+
+@dataclasses.dataclass
+class _Job:
+    """What one prediction works with: members, predictors, the scan and the output."""
+
+    ensemble: Ensemble
+    predictors: list[Predictor]
+    volume: Any
+    norm: Normalizer
+    source: dict
+    name: str
+    fingerprint: dict
+    output: PredictionOutput
+
+    @property
+    def meta(self):
+        return self.ensemble.meta
+
+
+def _open_job(weights, scan, out, store_path, s: PredictSettings,
+              devices: list[torch.device]) -> _Job:
+    """Load the members, open the scan (its statistics, normalisation) and the output."""
+    ensemble = load_ensemble(weights)
+    meta = ensemble.meta
+    predictors = _predictors(ensemble, s, devices)
+    volume, stats, source, name = open_scan(scan, store_path, meta.stats_policy, s.slab_depth)
+    norm = Normalizer.from_stats(stats, meta.normalization, meta.clip_range,
+                                 name=str(source.get("path", name)))
+    fingerprint = _fingerprint(ensemble.digest, source, meta, norm, predictors[0], s, devices)
+    voxel_size = s.voxel_size or getattr(volume, "voxel_size", None)
+    output = PredictionOutput(out, volume.shape, s.slab_depth, fingerprint, s.confidence,
+                              s.overwrite, meta.class_names, voxel_size, s.pyramid,
+                              maps=predictors[0].maps)
+    return _Job(ensemble, predictors, volume, norm, source, name, fingerprint, output)
+
+
+def _own_pending(output: PredictionOutput,
+                 split: tuple[int, int] | None) -> list[tuple[int, int]]:
+    """The runs of slabs this process predicts: the pending ones (of its part's stretch)."""
+    if split is None:
+        return pending_runs(output.num_slabs, output.done)
+    own = part_slabs(output.num_slabs, *split)
+    return pending_runs_of([i for i in own if i not in output.done])
+
+
+def _report(job: _Job, devices: list[torch.device], done_before: int,
+            complete: bool) -> dict[str, Any]:
+    """The report's description of the prediction (what, with what, where)."""
+    names, first = job.ensemble.names, job.predictors[0]
+    return {
+        "weights": names[0] if len(names) == 1 else names,
+        "tta": [t.name for t in first.tta],
+        "members_trained_on_scan": _trained_on(job.ensemble, job.source),
+        "scan": job.source, "name": job.name, "out": str(job.output.path),
+        "shape": list(job.output.shape), "mode": job.meta.mode,
+        "devices": [str(d) for d in devices], "batch_size": first.batch,
+        "micro_batch": first.micro, "settings": job.fingerprint["settings"],
+        "slabs": job.output.num_slabs, "slabs_done_before": done_before, "complete": complete,
+    }
+
+
+def _complete_outputs(output: PredictionOutput, job: _Job, s: PredictSettings) -> dict[str, Any]:
+    """Post-processing, then the statistics, TIFF and summary of the final labels."""
+    labels, post = postprocess_output(output, s.postprocess, s.progress, job.name)
+    return _finish_outputs(output, labels, post, job.volume, s, list(job.meta.class_names),
+                           job.name)
 
 
 def _trained_on(ensemble: Ensemble, source: dict) -> list[str]:

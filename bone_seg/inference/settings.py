@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.slabs import check_part
 from bone_seg.inference.tta import tta_names
 from bone_seg.inference.uncertainty import check_maps
 from bone_seg.postprocess.settings import PostprocessSettings
@@ -42,6 +43,9 @@ class PredictSettings:
         uncertainty: the uncertainty maps to store, a tuple of ``entropy``,
             ``mutual_information`` (:mod:`bone_seg.inference.uncertainty`).
         uncertainty_threshold: the report's fraction of voxels above it, per map and class.
+        part, parts: predict only stretch ``part`` (from 0) of ``parts`` of the slabs, other
+            processes the rest into the same output (:func:`~bone_seg.inference.slabs.part_slabs`);
+            both None: every slab.
         postprocess: the rules applied to the labels once predicted (a mapping or
             :class:`~bone_seg.postprocess.settings.PostprocessSettings`; every rule off by
             default), :mod:`bone_seg.inference.postprocessed`.
@@ -70,6 +74,8 @@ class PredictSettings:
     tta: tuple[str, ...] | str | None = None
     uncertainty: tuple[str, ...] = ()
     uncertainty_threshold: float = 0.5
+    part: int | None = None
+    parts: int | None = None
     postprocess: PostprocessSettings | Mapping | None = None
 
     def __post_init__(self) -> None:
@@ -91,6 +97,7 @@ class PredictSettings:
         t = self.uncertainty_threshold
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
             raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
+        check_part(self.part, self.parts)
         if not isinstance(self.postprocess, PostprocessSettings):
             object.__setattr__(self, "postprocess",
                                PostprocessSettings.from_mapping(self.postprocess))

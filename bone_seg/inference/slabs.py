@@ -17,6 +17,11 @@ streamed pass holds only the slices of the open Z-windows.
 
 Several devices each take one contiguous share of the pending slabs (not round-robin: contiguous
 shares recompute border windows once per share rather than once per slab).
+
+Several *jobs* (``bone-predict part=i parts=n``) share a scan the same way, but over all of its
+slabs, whatever is done: part ``i`` owns the ``i``-th contiguous stretch (:func:`part_slabs`), so
+the parts' stretches never overlap, however and whenever they start, and a rerun of a part takes up
+its own stretch. Every pyramid level is chunked one slab deep, so the stretches never share a chunk.
 """
 
 from __future__ import annotations
@@ -64,3 +69,32 @@ def pending_runs_of(indices: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((i, i + 1))
     return runs
+
+
+def check_part(part, parts) -> tuple[int, int] | None:
+    """``part=i parts=n`` (both null: no split): ``(i, n)`` with ``0 <= i < n``, or None.
+
+    Raises:
+        BoneSegError: one given without the other, ``parts < 1``, ``part`` outside ``0..n-1``.
+    """
+    if part is None and parts is None:
+        return None
+    for key, value in (("part", part), ("parts", parts)):
+        if value is None:
+            other = "parts" if key == "part" else "part"
+            raise BoneSegError(f"{other}={part if key == 'parts' else parts} needs {key}=...: "
+                               "give both, e.g. part=0 parts=4 (part counts from 0)")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise BoneSegError(f"{key}={value!r}: an integer (e.g. part=0 parts=4)")
+    if parts < 1:
+        raise BoneSegError(f"parts={parts}: the number of jobs sharing the work, at least 1")
+    if not 0 <= part < parts:
+        raise BoneSegError(f"part={part} with parts={parts}: part counts from 0 to "
+                           f"{parts - 1} (parts - 1)")
+    return int(part), int(parts)
+
+
+def part_slabs(num_slabs: int, part: int, parts: int) -> list[int]:
+    """The slab indices owned by job ``part`` of ``parts``: a contiguous stretch of all
+    ``num_slabs`` (the first ``num_slabs % parts`` parts get one more; a part may get none)."""
+    return [i for a, b in split_slabs([(0, num_slabs)], parts)[part] for i in range(a, b)]

@@ -11,9 +11,15 @@ Options (``hydra.launcher.*``): ``n_jobs`` jobs at a time (1: one after the othe
 ``threads_per_job`` set) each job gets ``threads=<that many>`` on its command line and in
 ``OMP_NUM_THREADS``, so jobs × threads never exceed the cores (a job's own ``threads=`` wins).
 Failed jobs do not stop the others; the sweep fails at the end, naming them.
+
+A job's return value comes back as a sweeper (Optuna's) needs it: each job gets the environment
+variable ``BONE_SEG_RETURN_FILE`` (``<job dir>/.hydra/return_value.json``); bone_seg's commands
+write their run's return value there as JSON, and the launcher reads it into the job's return
+(None when the job wrote none).
 """
 
 
+import json
 import logging
 import os
 import shlex
@@ -30,6 +36,10 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
+
+#: where a job writes its return value (JSON); bone_seg.cli.app reads the same name
+RETURN_FILE_ENV = "BONE_SEG_RETURN_FILE"
+RETURN_FILE = "return_value.json"
 
 
 @dataclass
@@ -86,8 +96,9 @@ class SubprocessLauncher(Launcher):
         return [sys.executable, os.path.abspath(sys.argv[0]), *keep, f"hydra.run.dir={job_dir}",
                 "hydra.output_subdir=.hydra"]
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, job_dir: str) -> dict[str, str]:
         env = dict(os.environ)
+        env[RETURN_FILE_ENV] = str(Path(job_dir) / ".hydra" / RETURN_FILE)
         threads = self.threads()
         if threads is not None:
             env["OMP_NUM_THREADS"] = str(threads)
@@ -118,7 +129,7 @@ class SubprocessLauncher(Launcher):
                 log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
                 log.debug("\t%s", shlex.join(cmd))
                 running.append((idx, overrides, cfg, job_dir,
-                                subprocess.Popen(cmd, env=self._env())))
+                                subprocess.Popen(cmd, env=self._env(job_dir))))
             time.sleep(0.2)
             for item in list(running):
                 idx, overrides, cfg, job_dir, proc = item
@@ -138,10 +149,18 @@ class SubprocessLauncher(Launcher):
         ret.task_name = str(cfg.hydra.job.name)
         if code == 0:
             ret.status = JobStatus.COMPLETED
-            ret.return_value = 0
+            ret.return_value = _read_return(Path(job_dir) / ".hydra" / RETURN_FILE)
         else:
             ret.status = JobStatus.FAILED
             ret.return_value = JobFailed(
                 f"sweep job {' '.join(filter_overrides(overrides))} exited with status {code}; "
                 f"its log is in {job_dir}")
         return ret
+
+
+def _read_return(path: Path):
+    """The job's return value (JSON), or None when it wrote none."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
