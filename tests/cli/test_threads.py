@@ -39,7 +39,9 @@ def test_the_parallel_launcher_gives_each_job_its_share_of_the_cores():
     share = max(1, cores // 2)
     assert launcher.threads() == share
     assert f"threads={share}" in launcher._command(["seed=1"], "/tmp/job")
-    assert launcher._env()["OMP_NUM_THREADS"] == str(share)
+    env = launcher._env("/tmp/job")
+    assert env["OMP_NUM_THREADS"] == str(share)
+    assert env["BONE_SEG_RETURN_FILE"].startswith("/tmp/job/.hydra/")  # the job's return value
     assert "threads=3" in launcher._command(["threads=3"], "/tmp/job")  # the job's own wins
     assert launcher._command(["threads=3"], "/tmp/job").count("threads=3") == 1
     one = SubprocessLauncher(n_jobs=1)
