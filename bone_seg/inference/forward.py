@@ -114,9 +114,8 @@ class WindowModel:
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (float32), computed in the memory format of an untransformed
-        pass: the kernel's rounding depends on the layout, so a pass turned back after the
-        softmax would differ from no TTA in the last bit."""
+        """Softmax probabilities (float32) of logits already turned back, in one memory format
+        for every pass (an untransformed pass's)."""
         return torch.softmax(logits.float().contiguous(memory_format=self.memory_format), dim=1)
 
     def _logits(self, net, x: torch.Tensor) -> torch.Tensor:

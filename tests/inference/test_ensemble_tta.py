@@ -168,8 +168,11 @@ def test_every_transform_inverts_exactly(mode):
 
 @pytest.mark.parametrize("mode", ["2d", "3d"])
 def test_each_flip_and_turn_inverted_exactly_end_to_end(mode):
-    """A pointwise network (1x1 convolution) commutes with every flip and turn, voxel by voxel
-    and bit for bit: one TTA pass alone equals no TTA only when it is turned back exactly."""
+    """A pointwise network (1x1 convolution) commutes with every flip and turn, voxel by voxel:
+    one TTA pass alone equals no TTA only when it is turned back exactly. Labels are equal bit
+    for bit; probabilities to 4 ulp, because the CPU kernels round an element by where it lies
+    in memory (a vectorised body or a scalar tail, each thread's share), which a transform moves.
+    A wrong inversion moves whole rows and fails by far."""
     _, meta = tiny_model(mode)
     torch.manual_seed(0)
     net = (torch.nn.Conv3d if mode == "3d" else torch.nn.Conv2d)(1, 3, 1).eval()
@@ -181,7 +184,8 @@ def test_each_flip_and_turn_inverted_exactly_end_to_end(mode):
     plain = Predictor(net, meta, **kw).predict_array(vol)
     for name in [n for n in TRANSFORMS if n != "identity" and (mode == "3d" or "z" not in n)]:
         one = Predictor(net, meta, tta=[name], **kw).predict_array(vol)
-        np.testing.assert_array_equal(one[1], plain[1], err_msg=name)
+        np.testing.assert_array_equal(one[0], plain[0], err_msg=name)
+        np.testing.assert_array_max_ulp(one[1], plain[1], maxulp=4)
 
 
 def test_tta_settings_checked():
