@@ -40,3 +40,17 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def sweep_fit_runs(root: Path, sweep: str = "cv"):
+    """``(parent, fits)``: the MLflow runs of a finished sweep under ``root`` (its one parent run
+    and the fit runs; report runs left out)."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
+    exp = client.get_experiment_by_name("bone_seg")
+    tagged = [r for r in client.search_runs([exp.experiment_id])
+              if r.data.tags.get("bone_seg.sweep") == sweep
+              and "bone_seg.report" not in r.data.tags]
+    (parent,) = [r for r in tagged if "bone_seg.sweep_parent" in r.data.tags]
+    return parent, [r for r in tagged if r is not parent]

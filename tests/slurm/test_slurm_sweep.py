@@ -7,9 +7,8 @@ import csv
 import subprocess
 from pathlib import Path
 
-import mlflow
 import pytest
-from fit_helpers import BIN, TINY
+from fit_helpers import BIN, TINY, sweep_fit_runs
 from slurm_helpers import slurm_launcher
 
 pytestmark = pytest.mark.slow
@@ -27,12 +26,7 @@ def test_cv_sweep_runs_as_slurm_jobs_to_completion_and_reports(tmp_path, tiny_st
                           env=slurm_env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.get_experiment_by_name("bone_seg")
-    tagged = [r for r in client.search_runs([exp.experiment_id])
-              if r.data.tags.get("bone_seg.sweep") == "cv" and "bone_seg.report" not in r.data.tags]
-    (parent,) = [r for r in tagged if "bone_seg.sweep_parent" in r.data.tags]
-    runs = [r for r in tagged if r is not parent]
+    parent, runs = sweep_fit_runs(tmp_path)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}

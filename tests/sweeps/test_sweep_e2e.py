@@ -7,10 +7,9 @@ import csv
 import os
 import subprocess
 
-import mlflow
 import numpy as np
 import pytest
-from fit_helpers import BIN, TINY
+from fit_helpers import BIN, TINY, sweep_fit_runs
 
 pytestmark = pytest.mark.slow
 
@@ -30,12 +29,7 @@ def test_cv_sweep_report_equals_the_runs_logged_per_scan_values(tmp_path, tiny_s
                            "sweep=cv", f"out={out}"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.get_experiment_by_name("bone_seg")
-    tagged = [r for r in client.search_runs([exp.experiment_id])
-              if r.data.tags.get("bone_seg.sweep") == "cv" and "bone_seg.report" not in r.data.tags]
-    (parent,) = [r for r in tagged if "bone_seg.sweep_parent" in r.data.tags]
-    runs = [r for r in tagged if r is not parent]
+    parent, runs = sweep_fit_runs(tmp_path)
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
     # one parent run per sweep, every fit nested under it
     assert parent.info.run_name == "sweep-cv" and parent.info.status == "FINISHED"
