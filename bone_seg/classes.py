@@ -5,6 +5,11 @@ from __future__ import annotations
 #: Class names of the default task, by class index (masks hold ``0..C-1``).
 DEFAULT_CLASS_NAMES: tuple[str, ...] = ("background", "bone", "pores")
 
+#: The mask value of an *unlabelled* voxel (sparse labels: a few annotated slices or strokes, the
+#: rest unknown). Stored masks are uint8 with classes ``0..C-1`` (C <= 254), so 255 is never a
+#: class. Losses, metrics, patch sampling and ``bone-iou`` leave such voxels out exactly.
+UNLABELLED: int = 255
+
 
 def default_class_names(num_classes: int) -> list[str]:
     """``background, bone, pores`` for 3 classes (the default task), ``class_<i>`` otherwise."""
