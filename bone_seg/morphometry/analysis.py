@@ -7,6 +7,12 @@ largest distance exactly (:func:`~bone_seg.morphometry.distance.certified_max_sq
 thickness) needs that maximum for its halo: it reads each slab with ``2R + 1`` slices on both sides
 and paints the spheres (:mod:`~bone_seg.morphometry.thickness`).
 
+A volume of one slice (a 2D image: a 2D TIFF or ``.npy``, or a ``(1, Y, X)`` array) is measured as
+2D (``ScanResult.dims == 2``): pass 1 also counts the bone's boundary transitions for its perimeter
+(:mod:`~bone_seg.morphometry.perimeter`) and skips the 3D connectivity and the distance maxima;
+pass 2 is the 2D local thickness (largest inscribed discs, :mod:`~bone_seg.morphometry
+.thickness2d`) of the slice, held whole.
+
 Memory holds one slab and its halo — ``(slab + 2·halo) · Y · X`` voxels times about
 :data:`BYTES_PER_VOXEL` — whatever the depth of the scan; per-slice results (a few numbers per
 slice) and the thickness distributions (one pair per distinct radius) are all that grow.
@@ -27,9 +33,11 @@ from bone_seg.morphometry.balls import BallTable
 from bone_seg.morphometry.connectivity import Connectivity, StreamedConnectivity
 from bone_seg.morphometry.distance import anisotropy, certified_max_sq
 from bone_seg.morphometry.distribution import Distribution
+from bone_seg.morphometry.perimeter import intercepts
 from bone_seg.morphometry.slice_geometry import COLUMNS, slice_geometry
 from bone_seg.morphometry.source import checked_labels, open_label_volume
 from bone_seg.morphometry.thickness import Painter, halo_slices, slab_thickness_sq
+from bone_seg.morphometry.thickness2d import planar_thickness_sq
 
 #: Working bytes per voxel of a slab and its halo (labels, masks, float32 distances, canvas).
 BYTES_PER_VOXEL = 24
@@ -77,7 +85,13 @@ class Options:
 
 @dataclass
 class ScanResult:
-    """Everything measured on one volume (raw: counts, per-slice arrays, distributions)."""
+    """Everything measured on one volume (raw: counts, per-slice arrays, distributions).
+
+    ``dims`` is 2 for a volume of one slice (a 2D image, measured as 2D), else 3; ``intercepts``
+    (2D) the bone's boundary transitions per direction (:func:`~bone_seg.morphometry.perimeter
+    .intercepts`); ``face_bound`` (3D) per phase the voxels whose local thickness is capped by the
+    scan's first or last slice (:func:`~bone_seg.morphometry.thickness.slab_thickness_sq`).
+    """
 
     path: str
     shape: tuple[int, int, int]
@@ -88,6 +102,9 @@ class ScanResult:
     bone_windows: np.ndarray
     max_sq: dict[str, float] = field(default_factory=dict)
     thickness: dict[str, Distribution] = field(default_factory=dict)
+    dims: int = 3
+    intercepts: dict[str, int] = field(default_factory=dict)
+    face_bound: dict[str, int] = field(default_factory=dict)
 
     @property
     def spacing(self) -> tuple[float, float, float]:
@@ -98,8 +115,17 @@ class ScanResult:
 
     @property
     def thickness_scale(self) -> float:
-        """Length of one distance unit (the smallest spacing) in the thickness unit (µm/voxel)."""
-        return 1.0 if self.voxel_size_um is None else min(self.voxel_size_um)
+        """Length of one distance unit (the smallest spacing; in 2D the smaller pixel spacing) in
+        the thickness unit (µm/voxel)."""
+        if self.voxel_size_um is None:
+            return 1.0
+        return min(self.voxel_size_um[3 - self.dims:])
+
+    @property
+    def aniso(self) -> tuple[float, ...]:
+        """The spacings (z, y, x; in 2D y, x) in units of the smallest one."""
+        spacing = (1.0, 1.0, 1.0) if self.voxel_size_um is None else self.voxel_size_um
+        return anisotropy(spacing[3 - self.dims:])
 
 
 class ScanAnalysis:
@@ -114,14 +140,14 @@ class ScanAnalysis:
         self.options = options
         self.shape = tuple(int(s) for s in self.volume.shape)
         self.depth = self.options.depth_for(self.shape)
-        spacing = (1.0, 1.0, 1.0) if voxel_size_um is None else voxel_size_um
-        self.aniso = anisotropy(spacing)
         self.result = ScanResult(
             path=str(self.volume.path), shape=self.shape,
             voxel_size_um=None if voxel_size_um is None else tuple(voxel_size_um),
             class_counts=np.zeros(options.num_classes, np.int64), slices={},
             connectivity=Connectivity(0, None, None, None), bone_windows=np.zeros(256, np.int64),
+            dims=2 if self.shape[0] == 1 else 3,
         )
+        self.aniso = self.result.aniso
         self._halo = dict.fromkeys(PHASES, 0)
 
     def read(self, lo: int, hi: int) -> np.ndarray:
@@ -146,9 +172,18 @@ class ScanAnalysis:
     def _span(self, z0: int, z1: int, halo: int) -> tuple[int, int]:
         return max(0, z0 - halo), min(self.shape[0], z1 + halo)
 
+    @property
+    def planar(self) -> bool:
+        """A 2D image (one slice), measured as 2D."""
+        return self.result.dims == 2
+
     def first_pass(self) -> None:
-        """Counts, slice geometry, connectivity, surface windows, distance maxima."""
+        """Counts, slice geometry, connectivity, surface windows, distance maxima (2D: counts,
+        slice geometry, perimeter transitions)."""
         res, opts = self.result, self.options
+        if self.planar:
+            self._planar_first_pass()
+            return
         connectivity = StreamedConnectivity(self.shape)
         parts: list[dict[str, np.ndarray]] = []
         res.max_sq = dict.fromkeys(PHASES, 0.0)
@@ -167,6 +202,15 @@ class ScanAnalysis:
         res.connectivity = connectivity.result()
         res.bone_windows = connectivity.windows.counts.copy()
 
+    def _planar_first_pass(self) -> None:
+        res, opts = self.result, self.options
+        labels = self.read(0, 1)
+        bone = labels == opts.bone_label
+        res.class_counts += np.bincount(labels.reshape(-1), minlength=opts.num_classes)
+        res.slices = slice_geometry(bone, bone | (labels == opts.pore_label), 0, res.spacing)
+        res.intercepts = intercepts(bone[0])
+        res.max_sq = dict.fromkeys(PHASES, 0.0)
+
     def _distance_maxima(self, labels: np.ndarray, lo: int, core: tuple[int, int]) -> None:
         for phase in PHASES:
             value = self.label(phase)
@@ -181,9 +225,13 @@ class ScanAnalysis:
         """Local thickness of both phases; ``write(z0, map)`` receives each slab's map (float32,
         thickness in µm — voxels without a voxel size — on bone and pore voxels, 0 elsewhere)."""
         res = self.result
+        if self.planar:
+            self._planar_second_pass(write)
+            return
         painters = {p: Painter(BallTable(res.max_sq[p], self.aniso), self.shape[1:])
                     for p in PHASES if res.max_sq.get(p, 0) > 0}
         res.thickness = {p: Distribution() for p in PHASES}
+        res.face_bound = dict.fromkeys(PHASES, 0)
         halo = max([halo_slices(res.max_sq[p], self.aniso[0]) for p in painters] + [0])
         for z0, z1 in self._slabs(f"thickness {self.volume.path}"):
             lo, hi = self._span(z0, z1, halo)
@@ -192,12 +240,29 @@ class ScanAnalysis:
             for phase, painter in painters.items():
                 p_lo, p_hi = self._span(z0, z1, halo_slices(res.max_sq[phase], self.aniso[0]))
                 phase_mask = labels[p_lo - lo : p_hi - lo] == self.label(phase)
-                sq = slab_thickness_sq(phase_mask, (p_lo, p_hi), (z0, z1), self.shape[0], painter)
+                faces: list[np.ndarray] = []
+                sq = slab_thickness_sq(phase_mask, (p_lo, p_hi), (z0, z1), self.shape[0], painter,
+                                       faces_out=faces)
                 res.thickness[phase].add(sq)
+                res.face_bound[phase] += int(np.count_nonzero(faces[0]))
                 on = sq > 0
                 slab_map[on] = 2.0 * np.sqrt(sq[on]) * res.thickness_scale
             if write is not None:
                 write(z0, slab_map)
+
+
+    def _planar_second_pass(self, write: Callable[[int, np.ndarray], None] | None) -> None:
+        res = self.result
+        labels = self.read(0, 1)[0]
+        res.thickness = {p: Distribution() for p in PHASES}
+        thickness_map = np.zeros((1, *self.shape[1:]), np.float32)
+        for phase in PHASES:
+            sq, res.max_sq[phase] = planar_thickness_sq(labels == self.label(phase), self.aniso)
+            res.thickness[phase].add(sq)
+            on = sq > 0
+            thickness_map[0][on] = 2.0 * np.sqrt(sq[on]) * res.thickness_scale
+        if write is not None:
+            write(0, thickness_map)
 
 
 def analyze(volume: Volume | np.ndarray | str, voxel_size_um, options: Options | None = None,

@@ -3,7 +3,8 @@
 Lengths are in mm (thickness in µm) when the voxel size is known; with ``voxel_size=voxels``
 every unit is a voxel (thickness in units of the smallest spacing, which is 1 there). A measure
 that cannot be computed (a ratio over an empty volume, thickness of an absent phase, the edge
-correction of a one-slice image) is ``None``.
+correction of a one-slice image) is ``None``. A 2D image (one slice, ``ScanResult.dims == 2``) has
+the measures of :mod:`~bone_seg.morphometry.measures2d` instead.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import numpy as np
 
 from bone_seg.morphometry.analysis import ScanResult
+from bone_seg.morphometry.measures2d import planar_measures, units_2d
 from bone_seg.morphometry.surface import surface_area
 
 #: name → (kind of unit, description)
@@ -55,8 +57,11 @@ _UNITS = {
 }
 
 
-def units(calibrated: bool) -> dict[str, str]:
-    """The unit of every measure ("" for ratios and numbers)."""
+def units(calibrated: bool, dims: int = 3) -> dict[str, str]:
+    """The unit of every measure ("" for ratios and numbers) of a volume (``dims=3``) or of a 2D
+    image (``dims=2``: :data:`~bone_seg.morphometry.measures2d.MEASURES_2D`)."""
+    if dims == 2:
+        return units_2d(calibrated)
     table = _UNITS[calibrated]
     return {name: table.get(kind, "voxels" if kind == "voxels" else "")
             for name, (kind, _) in MEASURES.items()}
@@ -83,7 +88,9 @@ def _thickness(res: ScanResult) -> dict[str, float | None]:
 
 
 def scan_measures(res: ScanResult, bone_label: int = 1, pore_label: int = 2) -> dict:
-    """Every measure of :data:`MEASURES` for one scan."""
+    """Every measure of :data:`MEASURES` for one scan (of ``MEASURES_2D`` for a 2D image)."""
+    if res.dims == 2:
+        return planar_measures(res, bone_label, pore_label, _thickness(res))
     voxel = math.prod(res.spacing)
     bv_n, po_n = int(res.class_counts[bone_label]), int(res.class_counts[pore_label])
     tv_n = bv_n + po_n

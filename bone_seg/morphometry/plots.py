@@ -1,6 +1,7 @@
 """The PNG page of a morphometry run: profiles along Z and thickness histograms.
 
-One volume, or a reference (solid lines) and a prediction (dashed) on the same axes. Built on
+One volume, or a reference (solid lines) and a prediction (dashed) on the same axes; a 2D image
+(one slice, no profile along Z) gets its thickness histograms and its measures. Built on
 :class:`matplotlib.figure.Figure` without ``pyplot`` (no global state, headless).
 """
 
@@ -15,6 +16,7 @@ from bone_seg.morphometry.analysis import ScanResult
 
 _STYLES = ("-", "--", ":")
 _SUMMARY = ("BV/TV", "Po.V/TV", "B.Th", "Po.Th", "BS/BV", "Conn.D")
+_SUMMARY_2D = ("B.Ar/T.Ar", "Po.Ar/T.Ar", "B.Th", "Po.Th", "B.Pm/B.Ar", "J")
 
 
 def _z_axis(res: ScanResult) -> tuple[np.ndarray, str]:
@@ -64,7 +66,8 @@ def _histograms(axes, runs: Sequence[tuple[str, ScanResult]], edges: Mapping[str
                       label=label or None)
         ax.set_title(f"local thickness of {phase}", fontsize=10)
         ax.set_xlabel(f"thickness ({unit})")
-        ax.set_ylabel(f"fraction of {phase} voxels per {unit}")
+        element = "pixels" if all(res.dims == 2 for _, res in runs) else "voxels"
+        ax.set_ylabel(f"fraction of {phase} {element} per {unit}")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=7)
@@ -74,7 +77,8 @@ def _summary(runs: Sequence[tuple[str, ScanResult]], measures: Sequence[Mapping]
              units: Mapping[str, str]) -> str:
     lines = []
     for (label, res), values in zip(runs, measures, strict=True):
-        parts = [f"{k} {values[k]:.4g} {units[k]}".rstrip() for k in _SUMMARY
+        keys = _SUMMARY_2D if res.dims == 2 else _SUMMARY
+        parts = [f"{k} {values[k]:.4g} {units[k]}".rstrip() for k in keys
                  if values.get(k) is not None]
         lines.append(f"{label + ': ' if label else ''}{res.path}  —  " + ", ".join(parts))
     return "\n".join(lines)
@@ -91,6 +95,12 @@ def morphometry_figure(runs: Sequence[tuple[str, ScanResult]], measures: Sequenc
         units: unit of each measure.
         edges: thickness bin edges of each phase, shared by all runs.
     """
+    if all(res.dims == 2 for _, res in runs):
+        fig = Figure(figsize=(11, 4.8), layout="constrained")
+        axes = fig.subplots(1, 2)
+        _histograms(axes, runs, edges, units["B.Th"])
+        fig.suptitle("2D image: " + _summary(runs, measures, units), fontsize=9)
+        return fig
     fig = Figure(figsize=(15, 8.6), layout="constrained")
     grid = fig.subplots(2, 3)
     _profiles([grid[0, 0], grid[0, 1], grid[0, 2], grid[1, 0]], runs, units["Tt.Ar.mean"],

@@ -173,8 +173,16 @@ def slab_thickness_sq(
     core: tuple[int, int],
     depth: int,
     painter: Painter,
+    faces_out: list | None = None,
 ) -> np.ndarray:
     """Squared radius of the largest containing sphere for every voxel of the core (0 off phase).
+
+    With ``faces_out`` (a list), the core's *face-bound* voxels are appended to it (boolean,
+    the core's shape): those whose largest containing sphere is capped by the scan's first or last
+    slice — a sphere whose centre lies nearer the background beyond the top or bottom face than
+    any background inside the scan, so it would be larger had the scan gone on (the scan is then
+    thinner than what it holds). Exact in a slab as the map is: a centre of the zone whose
+    distance is at most the scan's largest sees every voxel within that distance.
 
     Args:
         phase: boolean phase of slices ``span`` (``(hi - lo, Y, X)``), at least the core ±
@@ -198,6 +206,21 @@ def slab_thickness_sq(
     z, y, x = np.unravel_index(centres, d2.shape)
     canvas = painter.paint(z1 - z0, (z - (z0 - lo), y - PAD, x - PAD), s)
     height, width = phase.shape[1:]
-    out = canvas[painter.rz : painter.rz + z1 - z0, painter.ry : painter.ry + height,
-                 painter.rx : painter.rx + width]
-    return np.where(phase[z0 - lo : z1 - lo], out, np.float32(0))
+    core_phase = phase[z0 - lo : z1 - lo]
+
+    def core_of(painted: np.ndarray) -> np.ndarray:
+        return painted[painter.rz : painter.rz + z1 - z0, painter.ry : painter.ry + height,
+                       painter.rx : painter.rx + width]
+
+    out = np.where(core_phase, core_of(canvas), np.float32(0))
+    if faces_out is not None:
+        bound = np.zeros(out.shape, bool)
+        if lo == 0 or hi == depth:
+            opened = distance_sq(phase, False, False, table.aniso).reshape(-1)[centres]
+            capped = d2.reshape(-1)[centres] < opened
+            if capped.any():
+                zyx = (z[capped] - (z0 - lo), y[capped] - PAD, x[capped] - PAD)
+                reached = core_of(painter.paint(z1 - z0, zyx, s[capped]))
+                bound = core_phase & (out > 0) & (reached == out)
+        faces_out.append(bound)
+    return out

@@ -7,6 +7,11 @@ local-thickness map). Every label is checked (pass 1) before anything is written
 last. With ``mlflow=true`` the measures become metrics (``morpho/BV_TV``) and the JSON, CSV and PNG
 artifacts of an MLflow run (:mod:`bone_seg.morphometry.mlflow_names`).
 
+A 2D label image (a 2D TIFF or ``.npy``, or a volume of one slice) is measured as 2D: its own
+measures (:mod:`bone_seg.morphometry.measures2d`), a 2D thickness map, the same files. A volume
+whose local thickness is capped by its first and last slices for more than ``face_warning`` of a
+phase's voxels gets a warning in the report and the log.
+
 :func:`measure` is the measurement itself, shared by ``bone-predict morpho=true``
 (:mod:`bone_seg.workflows.predict_morpho`) and the agreement over a sweep's test scans
 (``sweep=...``, :mod:`bone_seg.workflows.morpho_sweep`); :func:`settings` gives them this
@@ -32,6 +37,7 @@ from bone_seg.morphometry.analysis import Options, ScanAnalysis, ScanResult
 from bone_seg.morphometry.measures import histogram_edges, histograms, scan_measures, units
 from bone_seg.morphometry.mlflow_names import measure_metrics
 from bone_seg.morphometry.plots import morphometry_figure
+from bone_seg.morphometry.selection import select
 from bone_seg.morphometry.source import open_label_volume, resolve_voxel_size
 from bone_seg.morphometry.thickness_map import ThicknessMapWriter
 from bone_seg.morphometry.writers import (
@@ -46,7 +52,7 @@ log = logging.getLogger(__name__)
 
 #: the keys of conf/morpho.yaml that say how to measure (not what, where or whether to log)
 ANALYSIS_KEYS = ("num_classes", "bone_label", "pore_label", "thickness", "thickness_map",
-                 "histogram_bins", "slab_depth", "max_slab_mb")
+                 "histogram_bins", "slab_depth", "max_slab_mb", "measures", "face_warning")
 
 
 def settings(**changes) -> DictConfig:
@@ -82,6 +88,24 @@ def _bins(value) -> int | None:
     if value is None:
         return None
     return _whole(value, "histogram_bins", 1, 100_000)
+
+
+def _face_warning(cfg: DictConfig) -> float:
+    value = cfg.get("face_warning", 0.1)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise BoneSegError(f"face_warning={value!r} must be a share between 0 and 1 (e.g. 0.1)")
+    return float(value)
+
+
+def selected_measures(cfg: DictConfig, volumes: dict[str, Volume]) -> list[str]:
+    """The measures ``cfg.measures`` asks for, checked against the volumes' dimension (a volume
+    of one slice is a 2D image)."""
+    requested = cfg.get("measures")
+    if OmegaConf.is_config(requested):
+        requested = OmegaConf.to_object(requested)
+    volume = next(iter(volumes.values()))
+    dims = 2 if int(volume.shape[0]) == 1 else 3
+    return select(requested, dims, str(volume.path))
 
 
 def _roles(cfg: DictConfig) -> dict[str, str]:
@@ -124,37 +148,73 @@ def _thickness_passes(analyses: dict[str, ScanAnalysis], cfg: DictConfig, out: P
                 path = out / f"{_stem(cfg.name, role)}_thickness.zarr"
                 writers[role] = stack.enter_context(ThicknessMapWriter(
                     path, analysis.shape, analysis.result.voxel_size_um, labels,
-                    analysis.result.path))
+                    analysis.result.path, planar=analysis.planar))
             analysis.second_pass(writers[role].write if role in writers else None)
         return [w.commit() for w in writers.values()]
 
 
+def face_bound_shares(res: ScanResult, cfg: DictConfig) -> dict[str, float | None]:
+    """Per phase, the share of its voxels whose local thickness is capped by the volume's first
+    or last slice (``{}`` for a 2D image or without thickness)."""
+    labels = {"bone": cfg.bone_label, "pores": cfg.pore_label}
+    return {phase: (count / int(res.class_counts[labels[phase]])
+                    if res.class_counts[labels[phase]] else None)
+            for phase, count in res.face_bound.items()}
+
+
+def _warnings(res: ScanResult, cfg: DictConfig, values: dict) -> list[str]:
+    """The report's warnings about one volume (each also a log line)."""
+    found = []
+    if not values.get("BV.vox", values.get("B.Ar.px")):
+        found.append(f"{res.path}: no bone voxel (label {cfg.bone_label}): " + (
+            "B.Ar = 0; bone thickness and B.Pm/B.Ar are null" if res.dims == 2 else
+            "BV = 0; bone thickness, BS/BV, Δχ and connectivity are null"))
+    limit = _face_warning(cfg)
+    for phase, share in face_bound_shares(res, cfg).items():
+        if share is not None and share > limit:
+            key, noun = ("B.Th", "bone") if phase == "bone" else ("Po.Th", "pore")
+            found.append(
+                f"{res.path}: the volume is thinner than the {phase} it holds: the local "
+                f"thickness of {share:.1%} of the {noun} voxels is capped by the first or last "
+                f"of its {res.shape[0]} slices (their largest sphere is cut by the volume's "
+                f"top or bottom face), so {key} is underestimated; measure a deeper volume, or "
+                f"a single slice as 2D (face_warning={limit:g})")
+    for message in found:
+        log.warning("%s", message)
+    return found
+
+
 def _write_outputs(results: dict[str, ScanResult], cfg: DictConfig, out: Path,
-                   extra: dict) -> tuple[dict, list[Path]]:
-    unit = units(next(iter(results.values())).voxel_size_um is not None)
-    values = {role: scan_measures(res, cfg.bone_label, cfg.pore_label)
-              for role, res in results.items()}
-    for role, res in results.items():
-        if not values[role]["BV.vox"]:
-            log.warning("%s: no bone voxel (label %d): BV = 0; bone thickness, BS/BV, Δχ and "
-                        "connectivity are null", res.path, cfg.bone_label)
+                   extra: dict, selected: list[str]) -> tuple[dict, list[Path]]:
+    first = next(iter(results.values()))
+    all_units = units(first.voxel_size_um is not None, first.dims)
+    unit = {k: all_units[k] for k in selected}
+    every = {role: scan_measures(res, cfg.bone_label, cfg.pore_label)
+             for role, res in results.items()}
+    values = {role: {k: v[k] for k in selected} for role, v in every.items()}
+    warnings = {role: _warnings(res, cfg, every[role]) for role, res in results.items()}
     edges = histogram_edges(list(results.values()), _bins(cfg.histogram_bins))
     written = [write_slices_csv(res, out / f"{_stem(cfg.name, role)}_slices.csv")
                for role, res in results.items()]
+    def document(role: str) -> dict:
+        res = results[role]
+        return {**scan_document(res, values[role], unit), "dims": res.dims,
+                "thickness_at_faces": face_bound_shares(res, cfg) if res.dims == 3 else None,
+                "warnings": warnings[role]}
+
     if "" in results:
         rows = [{"measure": k, "unit": unit[k], "value": values[""][k]} for k in unit]
-        doc = {**scan_document(results[""], values[""], unit),
-               "thickness_histogram": histograms(results[""], edges)}
+        doc = {**document(""), "thickness_histogram": histograms(results[""], edges)}
     else:
         rows = compare(values["reference"], values["prediction"], unit)
-        doc = {role: scan_document(res, values[role], unit) for role, res in results.items()}
+        doc = {role: document(role) for role in results}
         doc["agreement"] = rows
         doc["thickness_histogram"] = {role: histograms(res, edges)
                                       for role, res in results.items()}
     written.append(write_measures_csv(rows, out / f"{cfg.name}.csv"))
     runs = [(role, res) for role, res in results.items()]
-    written.append(save_figure_atomic(morphometry_figure(runs, list(values.values()), unit, edges),
-                                      out / f"{cfg.name}.png"))
+    figure = morphometry_figure(runs, list(values.values()), all_units, edges)
+    written.append(save_figure_atomic(figure, out / f"{cfg.name}.png"))
     doc.update(extra)
     log.info("%s\n%s", "morphometry" + (" (prediction − reference)" if "" not in results else ""),
              format_table(rows))
@@ -180,6 +240,8 @@ def measure(cfg: DictConfig, volumes: dict[str, Volume],
     """
     options = options_from(cfg)
     _bins(cfg.histogram_bins)
+    _face_warning(cfg)
+    selected = selected_measures(cfg, volumes)
     if voxel_size is None:
         log.info("results in voxel units (voxel_size=voxels)")
     start = time.perf_counter()
@@ -190,7 +252,10 @@ def measure(cfg: DictConfig, volumes: dict[str, Volume],
     maps = _thickness_passes(analyses, cfg, out, options) if options.thickness else []
     extra = {"seconds": round(time.perf_counter() - start, 3),
              "thickness_maps": [str(p) for p in maps]}
-    doc, written = _write_outputs({r: a.result for r, a in analyses.items()}, cfg, out, extra)
+    if any(a.planar for a in analyses.values()):
+        log.info("a 2D image (one slice): measured as 2D (areas, perimeter, 2D local thickness)")
+    doc, written = _write_outputs({r: a.result for r, a in analyses.items()}, cfg, out, extra,
+                                  selected)
     json_path = write_json(doc, out / f"{cfg.name}.json")
     log.info("wrote %s, %s.csv, %s.png%s in %s", json_path.name, cfg.name, cfg.name,
              "".join(f", {p.name}" for p in maps), out)
@@ -233,8 +298,10 @@ def run(cfg: DictConfig) -> dict:
         check_run(cfg.logger.tracking_uri, str(cfg.mlflow_run_id))
     options_from(cfg)
     _bins(cfg.histogram_bins)
+    _face_warning(cfg)
     roles = _roles(cfg)
     volumes = open_volumes(roles)
+    selected_measures(cfg, volumes)
     voxel_size = resolve_voxel_size(voxel_size_option(cfg), list(volumes.values()))
     doc, written = measure(cfg, volumes, voxel_size)
     if to_mlflow:
