@@ -162,6 +162,29 @@ class Painter:
             np.maximum(box, np.where(disk, value, np.float32(0)), out=box)
 
 
+def _face_capped(phase: np.ndarray, d2: np.ndarray, zyx: tuple[np.ndarray, ...],
+                 faces: tuple[bool, bool], r: int, aniso: tuple[float, float, float]
+                 ) -> np.ndarray | None:
+    """Which centres (slab coordinates ``zyx`` into the padded ``d2``) are capped by a face of the
+    scan the slab holds (``faces``: its first slice, its last): nearer the background beyond it
+    than any inside. Only a centre within ``r`` slices of a face can be (its distance is that
+    face's, at most the scan's largest), and its distance with the face open needs only the
+    ``2r + 2`` slices next to the face. ``None`` when the slab holds no face."""
+    if not any(faces):
+        return None
+    n = phase.shape[0]
+    z, y, x = zyx
+    capped = np.zeros(z.size, bool)
+    for holds, start, stop, near in (
+            (faces[0], 0, min(n, 2 * r + 2), z <= r),
+            (faces[1], max(0, n - 2 * r - 2), n, z >= n - 1 - r)):
+        if not holds or not near.any():
+            continue
+        opened = distance_sq(phase[start:stop], False, False, aniso)
+        capped[near] |= d2[z[near], y[near], x[near]] < opened[z[near] - start, y[near], x[near]]
+    return capped
+
+
 def halo_slices(max_sq: float, az: float) -> int:
     """Slices of distances needed on each side of a core: ``2R + 1``."""
     return 2 * reach(max_sq, az) + 1 if max_sq > 0 else 0
@@ -215,12 +238,10 @@ def slab_thickness_sq(
     out = np.where(core_phase, core_of(canvas), np.float32(0))
     if faces_out is not None:
         bound = np.zeros(out.shape, bool)
-        if lo == 0 or hi == depth:
-            opened = distance_sq(phase, False, False, table.aniso).reshape(-1)[centres]
-            capped = d2.reshape(-1)[centres] < opened
-            if capped.any():
-                zyx = (z[capped] - (z0 - lo), y[capped] - PAD, x[capped] - PAD)
-                reached = core_of(painter.paint(z1 - z0, zyx, s[capped]))
-                bound = core_phase & (out > 0) & (reached == out)
+        capped = _face_capped(phase, d2, (z, y, x), (lo == 0, hi == depth), r, table.aniso)
+        if capped is not None and capped.any():
+            zyx = (z[capped] - (z0 - lo), y[capped] - PAD, x[capped] - PAD)
+            reached = core_of(painter.paint(z1 - z0, zyx, s[capped]))
+            bound = core_phase & (out > 0) & (reached == out)
         faces_out.append(bound)
     return out
