@@ -218,3 +218,13 @@ def test_min_labelled_key_is_checked():
     for bad in (-0.1, 1.5, "half", True):
         with pytest.raises(BoneSegError, match=r"data.min_labelled=.*: a fraction from 0 to 1"):
             ScanDataModule("no/store", min_labelled=bad)
+
+
+def test_folds_hold_out_a_partly_labelled_scan_and_train_on_the_others(sparse_store):
+    store, _ = sparse_store
+    dm = make_dm(store, num_folds=3, test_fold=2, train_fraction=0.5, patches_per_tile=1)
+    assert dm.splits["test"] == ["b"] and sorted(dm.splits["train"] + dm.splits["val"]) == [
+        "a", "c"]
+    for ds in (dm.train_set, dm.val_set):
+        sid = ds.scans[0].scan_id
+        assert [int(z) for z in ds.tiles.z0] == _labelled_slices(sid)
