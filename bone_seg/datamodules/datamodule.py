@@ -5,6 +5,11 @@ the scans' attributes (shapes, statistics — never voxels), makes the split and
 patch size against the scans, and builds two :class:`PatchDataset` objects that hold only ids,
 shapes and normalisation maps. Loaders read patches lazily in each process. (Whether the patch size
 suits the network is checked by the fit workflow, where model and data meet.)
+
+Sparse labels: folds and the split treat partly labelled scans like any other; their tiles are
+only the labelled slices (slabs), each patch holds at least ``min_labelled`` labelled voxels, and
+a training or validation scan without any labelled voxel is an error naming it (the import refuses
+such masks, so this only meets a store edited by hand).
 """
 
 from __future__ import annotations
@@ -59,7 +64,8 @@ class ScanDataModule(pl.LightningDataModule):
         patches_per_tile: random patches per tile (slice or slab) per epoch.
         val_patches_per_tile: validation patches per tile (fixed all run); ``None``: as training.
         max_overlap: largest pairwise overlap of a tile's patches (fraction of a patch).
-        max_retries: candidates tried per patch before the least-overlapping one is kept.
+        max_retries: candidates tried per patch before the best one is kept.
+        min_labelled: smallest labelled share of a patch of a partly labelled scan (0..1).
         batch_size: patches per batch and process.
         num_workers: loader worker processes (each opens the store itself).
         normalization: ``zscore`` or ``minmax``, per scan from its stored statistics.
@@ -76,7 +82,8 @@ class ScanDataModule(pl.LightningDataModule):
                  slices: int = 3, patch_size: int = 256, patch_depth: int = 32,
                  tile_depth: int = 64, patches_per_tile: int = 4,
                  val_patches_per_tile: int | None = None, max_overlap: float = 0.3,
-                 max_retries: int = 50, batch_size: int = 64, num_workers: int = 2,
+                 max_retries: int = 50, min_labelled: float = 0.01, batch_size: int = 64,
+                 num_workers: int = 2,
                  normalization: str = "zscore", stats_policy: str = "positive",
                  clip_range: Sequence[float] | None = None, augment: bool = True,
                  augmentation: list[dict] | None = None, max_open_scans: int = 4) -> None:
@@ -100,6 +107,11 @@ class ScanDataModule(pl.LightningDataModule):
                 or not 0 <= max_overlap <= 1):
             raise BoneSegError(f"data.max_overlap={max_overlap!r}: a fraction from 0 to 1")
         self.max_overlap = float(max_overlap)
+        if (isinstance(min_labelled, bool) or not isinstance(min_labelled, int | float)
+                or not 0 <= min_labelled <= 1):
+            raise BoneSegError(f"data.min_labelled={min_labelled!r}: a fraction from 0 to 1 (the "
+                               "smallest labelled share of a patch), e.g. 0.01")
+        self.min_labelled = float(min_labelled)
         self.max_retries = _positive_int("max_retries", max_retries, 0)
         self.batch_size = _positive_int("batch_size", batch_size)
         self.num_workers = _positive_int("num_workers", num_workers, 0)
@@ -155,7 +167,8 @@ class ScanDataModule(pl.LightningDataModule):
     def spec(self, patches_per_tile: int) -> PatchSpec:
         """How patches are cut, with ``patches_per_tile`` patches per tile."""
         return PatchSpec(self.mode, self.patch_size, self.slices, self.patch_depth,
-                         self.tile_depth, patches_per_tile, self.max_overlap, self.max_retries)
+                         self.tile_depth, patches_per_tile, self.max_overlap, self.max_retries,
+                         self.min_labelled)
 
     def _infos(self, store: DatasetStore, ids: list[str]) -> list[ScanInfo]:
         keys = {sid: i for i, sid in enumerate(store.scan_ids)}
@@ -176,8 +189,21 @@ class ScanDataModule(pl.LightningDataModule):
                                    f"(and data.patch_depth) to at most {shape[0]}")
             norm = Normalizer.from_stats(scan.stats(self.stats_policy), self.normalization,
                                          self.clip_range, name=f"scan {sid}")
-            infos.append(ScanInfo(sid, keys[sid], shape, norm))
+            infos.append(ScanInfo(sid, keys[sid], shape, norm, self._labelled(store, scan)))
         return infos
+
+    @staticmethod
+    def _labelled(store: DatasetStore, scan) -> tuple[int, ...] | None:
+        """A partly labelled scan's labelled voxels per slice; ``None`` if fully labelled."""
+        if "labelled_per_slice" not in scan.attrs:
+            return None
+        per_slice = tuple(scan.labelled_per_slice())
+        if not any(per_slice):
+            raise BoneSegError(
+                f"scan {scan.scan_id} of {store.path} has no labelled voxel (its mask is all "
+                "unlabelled), so it cannot be fitted or validated on; label at least one slice "
+                "and import it again, or remove it from the store")
+        return per_slice
 
     def setup(self, stage: str | None = None) -> None:
         """Read the manifest, make and log the split, check sizes, build the datasets.
@@ -202,6 +228,12 @@ class ScanDataModule(pl.LightningDataModule):
             self._warn_overlap(name, ds)
         log.info("%d training patches per epoch (%d tiles × %d), %d fixed validation patches",
                  len(train), len(train.tiles), self.patches_per_tile, len(val))
+        sparse = [i.scan_id for i in train.scans + val.scans if i.labelled is not None]
+        if sparse:
+            log.info("%d partly labelled scan(s) (%s): only their labelled %s are tiles; each "
+                     "patch holds >= %g labelled voxels (data.min_labelled)", len(sparse),
+                     ", ".join(sparse), "slabs" if self.mode == "3d" else "slices",
+                     self.min_labelled)
         self.class_names = list(store.class_names)
         self.splits = splits
         self.train_set, self.val_set = train, val
@@ -215,7 +247,15 @@ class ScanDataModule(pl.LightningDataModule):
                 continue
             seen.add(pos)
             bad = ds.tile_plan(0, t)[2]
-            if bad:
+            if bad and ds.scans[pos].labelled is not None:
+                log.warning(
+                    "%s scan %s: %d of %d patches of a tile overlap more than data.max_overlap="
+                    "%g or hold fewer labelled voxels than data.min_labelled=%g after "
+                    "data.max_retries=%d tries; lower data.min_labelled, data.patches_per_tile "
+                    "or data.patch_size, label more of the scan, or raise data.max_overlap", name,
+                    ds.scans[pos].scan_id, bad, ds.spec.patches_per_tile, self.max_overlap,
+                    self.min_labelled, self.max_retries)
+            elif bad:
                 log.warning(
                     "%s scan %s: %d of %d patches of a tile overlap more than data.max_overlap="
                     "%g after data.max_retries=%d tries; lower data.patches_per_tile or "

@@ -13,6 +13,15 @@ from ``(…, k)`` (:func:`bone_seg.datamodules.sampling.tile_rng`; ``scan`` is t
 in the store's manifest, ``tile`` its number within the scan), so an item is the same patch in any
 worker, after any resume and on any DDP rank. A validation dataset (``fixed=True``) uses its own
 stream with the epoch fixed at 0 and no augmentation, so its patches are the same all run.
+
+Sparse labels (masks with :data:`~bone_seg.classes.UNLABELLED` voxels): only tiles holding
+labelled voxels are in the index (:class:`~bone_seg.datamodules.tiles.TileIndex`), and a patch
+position is accepted only when at least ``PatchSpec.min_labelled`` of the patch's voxels are
+labelled (:func:`~bone_seg.datamodules.sampling.patch_positions`, the same retry rule as the
+overlap bound). A candidate's share comes from the per-slice counts of the import where its slices
+are wholly labelled or unlabelled; a partly labelled slice of the tile is read once, when first
+needed (memory: the tile's slices at most, never the scan). A fully labelled scan (or tile) draws
+no shares, so its patches are exactly those without sparse labels.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import torch
 from torch.utils.data import Dataset, get_worker_info
 
 import bone_seg.datamodules.sampling as sampling
+from bone_seg.classes import UNLABELLED
 from bone_seg.datamodules.augment import (
     apply_geometric,
     apply_intensity,
@@ -38,15 +48,20 @@ from bone_seg.io.fast_zarr import fast_zarr_reads
 from bone_seg.io.normalize import Normalizer
 from bone_seg.io.store import DatasetStore
 
+#: Plans of partly labelled tiles a process keeps (each a few hundred bytes).
+MAX_PLANS = 4096
+
 
 @dataclass(frozen=True)
 class ScanInfo:
-    """What a dataset keeps of a scan: id, manifest position, shape and normalisation map."""
+    """What a dataset keeps of a scan: id, manifest position, shape, normalisation map and, for a
+    partly labelled mask, its labelled voxels per slice (``None``: every voxel labelled)."""
 
     scan_id: str
     key: int
     shape: tuple[int, int, int]
     normalizer: Normalizer
+    labelled: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -61,7 +76,9 @@ class PatchSpec:
         tile_depth: 3D slab depth (slices).
         patches_per_tile: patches per tile and epoch.
         max_overlap: largest pairwise overlap of a tile's patches (fraction of a patch).
-        retries: refused candidates before the least-overlapping one is kept.
+        retries: refused candidates before the best one is kept.
+        min_labelled: smallest labelled share of a patch of a partly labelled scan (fraction of
+            its voxels; fully labelled scans are not affected).
     """
 
     mode: str
@@ -72,6 +89,7 @@ class PatchSpec:
     patches_per_tile: int = 4
     max_overlap: float = 0.3
     retries: int = 50
+    min_labelled: float = 0.01
 
     def tile_shape(self, scan_shape) -> tuple[int, ...]:
         """A tile's extent: (Y, X), or (tile_depth, Y, X) in 3D."""
@@ -110,10 +128,12 @@ class PatchDataset(Dataset):
         self.fixed = bool(fixed)
         self.augmentation = [] if fixed else list(augmentation or [])
         self.stream = sampling.VAL_STREAM if fixed else sampling.TRAIN_STREAM
-        self.tiles = TileIndex.build([s.shape for s in self.scans], spec.mode, spec.tile_depth)
+        self.tiles = TileIndex.build([s.shape for s in self.scans], spec.mode, spec.tile_depth,
+                                     [s.labelled for s in self.scans])
         self.max_open = max(1, int(max_open))
         self._store: DatasetStore | None = None
         self._open: OrderedDict[int, object] = OrderedDict()
+        self._plans: OrderedDict[tuple[int, int], tuple] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.tiles) * self.spec.patches_per_tile
@@ -121,26 +141,80 @@ class PatchDataset(Dataset):
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_store"], state["_open"] = None, OrderedDict()  # each process opens its own
+        state["_plans"] = OrderedDict()
         return state
 
     # ------------------------------------------------------------------ plan
-    def tile_plan(self, epoch: int, tile: int) -> tuple[np.ndarray, tuple[str, int], int]:
+    def tile_plan(self, epoch: int, tile: int,
+                  count: int | None = None) -> tuple[np.ndarray, tuple[str, int], int]:
         """A tile's patch corners ``(n, 3)`` as (z, y, x) in the scan, its geometric op and the
-        number of patches that exceed the overlap bound."""
+        number of patches that exceed the overlap bound or hold too few labelled voxels.
+
+        ``count``: at least the first ``count`` patches are drawn (the same corners as a full
+        plan's). The plans of partly labelled tiles, which read mask slices, are kept (a few
+        hundred bytes each) so that each is drawn once per process and epoch.
+        """
         spec = self.spec
         scan_pos, z0, local = self.tiles[tile]
         info = self.scans[scan_pos]
         epoch = 0 if self.fixed else int(epoch)
+        share = self._share_function(scan_pos, z0)
+        if share is not None:
+            cached = self._plans.get((epoch, tile))
+            if cached is not None:
+                self._plans.move_to_end((epoch, tile))
+                return cached
+            count = None
         key = (self.seed, self.stream, epoch, info.key, local)
+        n = spec.patches_per_tile if count is None else int(count)
         corners, bad = sampling.patch_positions(
             sampling.tile_rng(*key, sampling.POSITIONS), spec.tile_shape(info.shape),
-            spec.patch_shape(), spec.patches_per_tile, spec.max_overlap, spec.retries)
+            spec.patch_shape(), n, spec.max_overlap, spec.retries, share, spec.min_labelled)
         if spec.mode == "3d":
             corners[:, 0] += z0
         else:
             corners = np.column_stack([np.full(len(corners), z0, np.int64), corners])
         geometric = draw_geometric(self.augmentation, sampling.tile_rng(*key, sampling.GEOMETRIC))
+        if share is not None:
+            self._plans[(epoch, tile)] = (corners, geometric, bad)
+            while len(self._plans) > MAX_PLANS:
+                self._plans.popitem(last=False)
         return corners, geometric, bad
+
+    def _share_function(self, scan_pos: int, z0: int):
+        """The labelled share of a patch of the tile starting at slice ``z0``, as a function of
+        its corner in tile coordinates; ``None`` when every voxel of the tile is labelled.
+
+        Wholly labelled (or unlabelled) slices count from the import's per-slice record; a partly
+        labelled slice's mask is read once, when a candidate first needs it (at most the tile's
+        slices are held, never the scan).
+        """
+        info = self.scans[scan_pos]
+        if info.labelled is None:
+            return None
+        spec = self.spec
+        full = info.shape[1] * info.shape[2]
+        depth = spec.tile_depth if spec.mode == "3d" else 1
+        lab = np.asarray(info.labelled[z0:z0 + depth], np.int64)
+        if (lab == full).all():
+            return None
+        size, pd = spec.patch_size, (spec.patch_depth if spec.mode == "3d" else 1)
+        slices: dict[int, np.ndarray] = {}
+
+        def share(c) -> float:
+            dz, y, x = (0, *c) if spec.mode != "3d" else c
+            n = 0
+            for z in range(z0 + int(dz), z0 + int(dz) + pd):
+                if lab[z - z0] == full:
+                    n += size * size
+                elif lab[z - z0]:
+                    if z not in slices:
+                        slices[z] = np.asarray(self._scan(scan_pos).mask[z:z + 1])[0]
+                    region = slices[z][int(y):int(y) + size, int(x):int(x) + size]
+                    n += int(np.count_nonzero(region != UNLABELLED))
+            return n / (pd * size * size)
+
+        return share
 
     # ------------------------------------------------------------------ reading
     def _scan(self, pos: int):
@@ -189,7 +263,7 @@ class PatchDataset(Dataset):
         if not 0 <= index < len(self):
             raise IndexError(f"patch {index} of a dataset of {len(self)}")
         tile, k = divmod(index, self.spec.patches_per_tile)
-        corners, geometric, _ = self.tile_plan(epoch, tile)
+        corners, geometric, _ = self.tile_plan(epoch, tile, k + 1)
         scan_pos, _, local = self.tiles[tile]
         info = self.scans[scan_pos]
         raw, mask = self.read(scan_pos, corners[k])

@@ -1,18 +1,23 @@
-"""Random patch positions within a tile, with a bound on their pairwise overlap.
+"""Random patch positions within a tile, with a bound on their pairwise overlap and, for sparse
+labels, a minimum labelled share.
 
 The positions of a tile come from the generator the caller passes, which is keyed by (seed,
 stream, epoch, scan, tile) — see :func:`tile_rng` — and never from global random state, so they do
 not depend on worker processes, batch order, resumption or the number of DDP ranks.
 
 A candidate corner is drawn uniformly; it is kept when its overlap (intersection volume over patch
-volume) with every patch kept so far is at most ``max_overlap``. After ``retries`` refused
-candidates the least-overlapping one is kept (a tile too small for the requested patches would
-otherwise loop for ever) and counted as a violation.
+volume) with every patch kept so far is at most ``max_overlap`` and — when the caller passes a
+``labelled_share`` function (a partly labelled scan) — at least ``min_labelled`` of its voxels are
+labelled. After ``retries`` refused candidates the best one is kept (a tile too small for the
+requested patches would otherwise loop for ever) and counted as a violation: of the candidates
+with enough labelled voxels the least-overlapping one, else the one with the largest labelled
+share. Without ``labelled_share`` (every voxel labelled) the draws are exactly those of the
+overlap rule alone, so a fully labelled scan's patches do not depend on ``min_labelled``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -38,8 +43,12 @@ def overlap(a: np.ndarray, b: np.ndarray, size: np.ndarray) -> float:
 
 def patch_positions(rng: np.random.Generator, tile_shape: Sequence[int],
                     patch_shape: Sequence[int], n: int, max_overlap: float,
-                    retries: int = 50) -> tuple[np.ndarray, int]:
+                    retries: int = 50,
+                    labelled_share: Callable[[np.ndarray], float] | None = None,
+                    min_labelled: float = 0.0) -> tuple[np.ndarray, int]:
     """``n`` patch corners inside a tile (any number of axes).
+
+    The first ``k`` corners do not depend on ``n`` (a prefix of a longer draw).
 
     Args:
         rng: the tile's generator.
@@ -47,11 +56,14 @@ def patch_positions(rng: np.random.Generator, tile_shape: Sequence[int],
         patch_shape: the patch's size per axis (each at most the tile's).
         n: patches to place.
         max_overlap: largest allowed overlap of two patches, as a fraction of a patch.
-        retries: refused candidates before the least-overlapping one is taken.
+        retries: refused candidates before the best one is taken.
+        labelled_share: the labelled fraction of the patch at a corner (tile coordinates), or
+            ``None`` when every voxel is labelled.
+        min_labelled: smallest labelled fraction of a patch (with ``labelled_share``).
 
     Returns:
         ``(corners, violations)``: an ``(n, axes)`` int64 array and the number of patches that
-        exceed ``max_overlap``.
+        exceed ``max_overlap`` or hold less than ``min_labelled`` labelled voxels.
     """
     tile = np.asarray(tile_shape, np.int64)
     size = np.asarray(patch_shape, np.int64)
@@ -60,15 +72,26 @@ def patch_positions(rng: np.random.Generator, tile_shape: Sequence[int],
     high = tile - size + 1
     kept: list[np.ndarray] = []
     violations = 0
+    check_share = labelled_share is not None and min_labelled > 0
     for _ in range(n):
-        best, best_ov = None, np.inf
+        best, best_ov, best_key = None, np.inf, None
         for _ in range(retries + 1):
             cand = rng.integers(0, high)
             worst = max((overlap(cand, k, size) for k in kept), default=0.0)
-            if worst < best_ov:
-                best, best_ov = cand, worst
-            if worst <= max_overlap:
+            if not check_share:  # the overlap rule alone
+                if worst < best_ov:
+                    best, best_ov = cand, worst
+                if worst <= max_overlap:
+                    break
+                continue
+            share = float(labelled_share(cand))
+            enough = share >= min_labelled
+            key = (enough, -worst if enough else share)
+            if best_key is None or key > best_key:
+                best, best_ov, best_key = cand, worst, key
+            if enough and worst <= max_overlap:
                 break
-        violations += int(best_ov > max_overlap)
+        short = check_share and not best_key[0]
+        violations += int(best_ov > max_overlap or short)
         kept.append(best)
     return np.asarray(kept, dtype=np.int64).reshape(n, len(high)), violations

@@ -103,6 +103,21 @@ class Scan:
             )
         return stats
 
+    def labelled_per_slice(self) -> list[int] | None:
+        """Labelled voxels of each slice (sparse labels); ``None`` without a mask. A mask imported
+        without unlabelled voxels (or before sparse labels) is labelled on every voxel."""
+        return labelled_per_slice(self.attrs)
+
+
+def labelled_per_slice(attrs: dict) -> list[int] | None:
+    """A scan's labelled voxels per slice from its attributes (:meth:`Scan.labelled_per_slice`)."""
+    if not attrs.get("has_mask"):
+        return None
+    if "labelled_per_slice" in attrs:
+        return [int(n) for n in attrs["labelled_per_slice"]]
+    z, y, x = attrs["shape"]
+    return [int(y) * int(x)] * int(z)
+
 
 class DatasetStore:
     """A dataset directory written by ``bone-import``.
@@ -216,13 +231,16 @@ class DatasetStore:
         return h.hexdigest()[:32]
 
     def summary_rows(self) -> list[dict]:
-        """One row per scan: shape, dtype, class fractions, statistics (for a summary table)."""
+        """One row per scan: shape, dtype, class fractions (of the labelled voxels), labelled share
+        (of all voxels; 1.0 for a fully labelled mask) and labelled slices, statistics (for a
+        summary table)."""
         rows = []
         for sid in self.scan_ids:
             a = self.open_scan(sid).attrs
             counts = a.get("class_counts")
             total = sum(counts) if counts else 0
             fractions = [c / total for c in counts] if total else None
+            per_slice = labelled_per_slice(a)
             rows.append(
                 {
                     "scan": sid,
@@ -231,6 +249,10 @@ class DatasetStore:
                     "voxel_size": a.get("voxel_size"),
                     "has_mask": a.get("has_mask", False),
                     "class_fractions": fractions,
+                    "labelled_fraction": (None if per_slice is None else
+                                          sum(per_slice) / math.prod(a["shape"])),
+                    "labelled_slices": (None if per_slice is None else
+                                        sum(1 for n in per_slice if n)),
                     "stats": a["stats"],
                 }
             )

@@ -22,6 +22,7 @@ def run(cfg: DictConfig) -> str:
     options = ImportOptions(
         class_names=tuple(cfg.class_names),
         mask_remap=OmegaConf.to_container(cfg.mask_remap) if cfg.mask_remap else None,
+        unlabelled=cfg.unlabelled,
         min_patch_size=cfg.min_patch_size,
         min_depth=cfg.min_depth,
         layout=ChunkLayout(**OmegaConf.to_container(cfg.store)),

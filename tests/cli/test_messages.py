@@ -99,7 +99,9 @@ def test_import_hints_name_keys_bone_import_takes(tmp_path):
     np.save(tmp_path / "img.npy", np.ones((2, 8, 8), np.uint8))
     np.save(tmp_path / "msk.npy", np.full((2, 8, 8), 255, np.uint8))
     hints = []
-    for options, mask in ((ImportOptions(), "msk.npy"), (ImportOptions(min_patch_size=64), None)):
+    # unlabelled=None: the 0/255 mask is a binary mask (with 255 as unlabelled it has no labels)
+    for options, mask in ((ImportOptions(unlabelled=None), "msk.npy"),
+                          (ImportOptions(min_patch_size=64), None)):
         src = ScanSource("a", str(tmp_path / "img.npy"), mask and str(tmp_path / mask))
         with pytest.raises(BoneSegError, match=r"bone-import (\.\.\. )?\w+=") as info:
             import_scans(tmp_path / "store", [src], options)

@@ -120,6 +120,7 @@ def _bad_case(tmp_path, case):
         mask = (mask > 0).astype(np.uint8) * 255
         mask[:2] = 0  # the bad values only appear in a later slab
         np.save(msk_p, mask)
+        opts = ImportOptions(layout=LAYOUT, unlabelled=None)  # 255 is not "unlabelled" here
         msg = (
             r"msk.npy: mask values 255 are outside the classes 0..2; .*binary 0/255 mask.*"
             r"bone-import ... mask_remap='\{255: 1\}'"
