@@ -64,8 +64,8 @@ class ChunkLayout:
         """The zarr compressor chain for this layout."""
         from zarr.codecs import BloscCodec, ZstdCodec
 
-        if self.codec == "zstd":
-            return [ZstdCodec(level=self.level)]
+        if self.codec == "zstd":  # with zstd's checksum: a damaged chunk is found when read
+            return [ZstdCodec(level=self.level, checksum=True)]
         if self.codec in ("lz4", "blosc-lz4"):
             return [BloscCodec(cname="lz4", clevel=self.level, shuffle="bitshuffle")]
         if self.codec == "none":
@@ -189,10 +189,15 @@ class DatasetStore:
                 f"{self.path}: no scan {scan_id!r}; scans in this store: "
                 f"{', '.join(self.scan_ids) or '(none)'}"
             )
+        from bone_seg.io.damage import CheckedArray, store_scan_fix, store_scan_where
+
         group = zarr.open_group(str(self.scan_path(scan_id)), mode="r")
         attrs = dict(group.attrs)
-        mask = group["mask"] if attrs.get("has_mask") else None
-        return Scan(scan_id, self.scan_path(scan_id), group["image"], mask, attrs)
+        fix = store_scan_fix(self.path, scan_id, attrs)
+        image, mask = (  # a damaged chunk, when read, is named with the fix (bone_seg.io.damage)
+            CheckedArray(group[name], store_scan_where(self.path, scan_id, name), fix)
+            if name == "image" or attrs.get("has_mask") else None for name in ("image", "mask"))
+        return Scan(scan_id, self.scan_path(scan_id), image, mask, attrs)
 
     def add_scans(self, scan_ids: list[str]) -> None:
         """Append finished scans to the manifest, keeping the given order: under the store's lock,
