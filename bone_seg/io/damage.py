@@ -195,6 +195,32 @@ def store_scan_fix(store_path: str | Path, scan_id: str, attrs: dict) -> str:
             f"import it again: {reimport_command(store_path, scan_id, attrs)}")
 
 
+def open_scan_arrays(store_path: Path, scan_id: str, path: Path
+                     ) -> tuple[dict, CheckedArray, CheckedArray | None]:
+    """A store scan's attributes, image and mask (``None`` without one), as checked arrays.
+
+    Raises:
+        DamagedChunkError: the scan's Zarr metadata cannot be read (names the scan and the fix).
+    """
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+        arrays = {name: group[name] for name in ("image", "mask")
+                  if name == "image" or attrs.get("has_mask")}
+    except Exception as err:  # noqa: BLE001 - any unreadable metadata is damage
+        reason = " ".join(f"{type(err).__name__}: {err}".split())[:160]
+        raise DamagedChunkError(
+            f"scan {scan_id!r} (store {store_path}): its Zarr metadata ({path}/zarr.json, "
+            f"image/zarr.json, mask/zarr.json) cannot be read ({reason}); "
+            f"{store_scan_fix(store_path, scan_id, _group_attrs(path))}") from err
+    fix = store_scan_fix(store_path, scan_id, attrs)
+    image, mask = (CheckedArray(arrays[name], store_scan_where(store_path, scan_id, name), fix)
+                   if name in arrays else None for name in ("image", "mask"))
+    return attrs, image, mask
+
+
 def store_scan_where(store_path: str | Path, scan_id: str, name: str) -> str:
     """``scan 'id', array name (store ...)``: how messages name an array of a store scan."""
     return f"scan {scan_id!r}, array {name} (store {store_path})"

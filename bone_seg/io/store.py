@@ -182,21 +182,15 @@ class DatasetStore:
 
     def open_scan(self, scan_id: str) -> Scan:
         """Open a scan's arrays lazily (nothing is read until sliced)."""
-        import zarr
-
         if scan_id not in self.manifest["scans"]:
             raise BoneSegError(
                 f"{self.path}: no scan {scan_id!r}; scans in this store: "
                 f"{', '.join(self.scan_ids) or '(none)'}"
             )
-        from bone_seg.io.damage import CheckedArray, store_scan_fix, store_scan_where
+        from bone_seg.io.damage import open_scan_arrays
 
-        group = zarr.open_group(str(self.scan_path(scan_id)), mode="r")
-        attrs = dict(group.attrs)
-        fix = store_scan_fix(self.path, scan_id, attrs)
-        image, mask = (  # a damaged chunk, when read, is named with the fix (bone_seg.io.damage)
-            CheckedArray(group[name], store_scan_where(self.path, scan_id, name), fix)
-            if name == "image" or attrs.get("has_mask") else None for name in ("image", "mask"))
+        # damaged metadata or chunks (when read) are named with the fix (bone_seg.io.damage)
+        attrs, image, mask = open_scan_arrays(self.path, scan_id, self.scan_path(scan_id))
         return Scan(scan_id, self.scan_path(scan_id), image, mask, attrs)
 
     def add_scans(self, scan_ids: list[str]) -> None:

@@ -43,8 +43,10 @@ class Damage:
 
     def line(self) -> str:
         """One line for the log and the error."""
-        where = f"chunk {self.chunk}" if self.chunk is not None else "metadata"
-        return f"scan {self.scan!r}, array {self.array}: {where} (file {self.file}; {self.reason})"
+        if self.chunk is None:
+            return f"scan {self.scan!r}: its Zarr metadata (file {self.file}; {self.reason})"
+        return (f"scan {self.scan!r}, array {self.array}: chunk {self.chunk} (file {self.file}; "
+                f"{self.reason})")
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,8 @@ def _arrays(store: DatasetStore, scan_ids: list[str]) -> Iterator[tuple[str, str
         try:
             scan = store.open_scan(sid)
         except Exception as err:  # noqa: BLE001 - unreadable metadata is damage to report
-            yield sid, "(group)", Damage(sid, "(group)", None, str(path / "zarr.json"),
-                                         _reason(err))
+            yield sid, "(metadata)", Damage(sid, "(metadata)", None, str(path / "zarr.json"),
+                                         _reason(err.__cause__ or err))
             continue
         for name in ARRAYS:
             arr = getattr(scan, name)

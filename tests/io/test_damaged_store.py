@@ -158,3 +158,14 @@ def test_iou_export_morpho(damaged, tmp_path):
     with pytest.raises(DamagedChunkError, match=NAMED):
         export.run(compose_config("export", [f"store_path={damaged}", "scan=b",
                                              f"out={tmp_path / 'b_image'}"]))
+
+
+def test_damaged_metadata(damaged):
+    """A truncated zarr.json: opening the scan names it and the fix; verify reports it."""
+    damage(damaged / "scans" / "a" / "mask" / "zarr.json", "truncate")
+    with pytest.raises(DamagedChunkError, match=r"scan 'a' .*metadata .*cannot be read.*"
+                                                r"bone-import .* id=a .*overwrite=true"):
+        DatasetStore(damaged).open_scan("a")
+    result = verify_store(damaged, workers=1)
+    assert result.damaged_scans == ["a", "b"]
+    assert result.damage[0].chunk is None and result.damage[0].file.endswith("a/zarr.json")
