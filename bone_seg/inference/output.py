@@ -25,8 +25,12 @@ A slab's chunks are written by that slab only (on every level), so a slab interr
 simply written again; the slab is recorded in ``progress.json`` (replaced atomically) only *after*
 its data is written. A rerun with the same fingerprint (weights digest, scan, settings that change
 the result) continues with the slabs not recorded; a different fingerprint is refused unless
-``overwrite`` is given. Outputs of the first layout (``labels`` an array beside ``confidence``)
-are still read by every reader (:func:`bone_seg.io.ngff.resolve_array`) but not continued.
+``overwrite`` is given. Before continuing, every slab recorded is read back (one at a time): a
+chunk that fails zstd's checksum (written with every chunk since) or does not decode, or labels
+and confidence whose class counts and sum differ from the slab's recorded statistics, mark the
+slab damaged: a warning names it and it is predicted again. Outputs of the first layout
+(``labels`` an array beside ``confidence``) are still read by every reader
+(:func:`bone_seg.io.ngff.resolve_array`) but not continued.
 
 Several processes may write one output at once (``bone-predict part=i parts=n``, each its own
 slabs): the group is created, ``progress.json`` updated (re-read and merged: each process adds its
