@@ -42,11 +42,29 @@ def bone_seg_error(err: BaseException) -> BoneSegError | None:
     seen = set()
     while err is not None and id(err) not in seen:
         if isinstance(err, BoneSegError):
-            return err
+            return unwrap_worker_error(err)
         seen.add(id(err))
         err = err.__cause__ if err.__cause__ is not None or err.__suppress_context__ \
             else err.__context__
     return None
+
+
+def unwrap_worker_error(err: BoneSegError) -> BoneSegError:
+    """``err`` with its own message again when a worker process raised it: a PyTorch DataLoader
+    re-raises a worker's exception as the same type whose message is the worker's whole traceback
+    (``Caught X in DataLoader worker process 0. Original Traceback ...``); the message is its
+    last line(s), after ``module.X: ``."""
+    text = str(err)
+    if not (text.startswith("Caught ") and "Original Traceback" in text):
+        return err
+    cls = type(err)
+    prefixes = (f"{cls.__module__}.{cls.__qualname__}: ", f"{cls.__qualname__}: ")
+    lines = text.splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        for prefix in prefixes:
+            if lines[i].startswith(prefix):
+                return cls("\n".join([lines[i][len(prefix):], *lines[i + 1:]]).strip())
+    return err
 
 
 def apply_threads(threads: Any) -> None:

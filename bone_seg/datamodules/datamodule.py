@@ -75,6 +75,8 @@ class ScanDataModule(pl.LightningDataModule):
         augmentation: the pipeline (see :mod:`bone_seg.datamodules.augment`); ``None``: the
             paper's (``DEFAULT_PIPELINE``), ``[]``: none.
         max_open_scans: scans each process keeps open.
+        verify: before fitting, read every chunk of the store (``num_workers`` processes) and
+            refuse a damaged store (:mod:`bone_seg.io.verify`; run by ``bone-fit``).
     """
 
     def __init__(self, store: str, num_folds: int | None = None, test_fold: int | None = None,
@@ -86,7 +88,8 @@ class ScanDataModule(pl.LightningDataModule):
                  num_workers: int = 2,
                  normalization: str = "zscore", stats_policy: str = "positive",
                  clip_range: Sequence[float] | None = None, augment: bool = True,
-                 augmentation: list[dict] | None = None, max_open_scans: int = 4) -> None:
+                 augmentation: list[dict] | None = None, max_open_scans: int = 4,
+                 verify: bool = False) -> None:
         super().__init__()
         self.mode = _choice("mode", mode, MODES)
         self.normalization = _choice("normalization", normalization, METHODS)
@@ -116,6 +119,7 @@ class ScanDataModule(pl.LightningDataModule):
         self.batch_size = _positive_int("batch_size", batch_size)
         self.num_workers = _positive_int("num_workers", num_workers, 0)
         self.max_open_scans = _positive_int("max_open_scans", max_open_scans)
+        self.verify = bool(verify)
         if clip_range is not None:
             if (isinstance(clip_range, str) or not isinstance(clip_range, Sequence)
                     or len(clip_range) != 2 or not clip_range[0] < clip_range[1]):

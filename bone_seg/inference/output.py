@@ -25,8 +25,12 @@ A slab's chunks are written by that slab only (on every level), so a slab interr
 simply written again; the slab is recorded in ``progress.json`` (replaced atomically) only *after*
 its data is written. A rerun with the same fingerprint (weights digest, scan, settings that change
 the result) continues with the slabs not recorded; a different fingerprint is refused unless
-``overwrite`` is given. Outputs of the first layout (``labels`` an array beside ``confidence``)
-are still read by every reader (:func:`bone_seg.io.ngff.resolve_array`) but not continued.
+``overwrite`` is given. Before continuing, every slab recorded is read back (one at a time): a
+chunk that fails zstd's checksum (written with every chunk since) or does not decode, or labels
+and confidence whose class counts and sum differ from the slab's recorded statistics, mark the
+slab damaged: a warning names it and it is predicted again. Outputs of the first layout
+(``labels`` an array beside ``confidence``) are still read by every reader
+(:func:`bone_seg.io.ngff.resolve_array`) but not continued.
 
 Several processes may write one output at once (``bone-predict part=i parts=n``, each its own
 slabs): the group is created, ``progress.json`` updated (re-read and merged: each process adds its
@@ -40,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -47,18 +52,22 @@ from pathlib import Path
 import numpy as np
 import zarr
 from filelock import FileLock
+from tqdm.auto import tqdm
 
 from bone_seg.atomic import write_json_atomic
 from bone_seg.classes import default_class_names
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.slabs import slab_ranges
 from bone_seg.io import ngff
+from bone_seg.io.damage import checked_zstd
 from bone_seg.io.pyramid import Pyramid, create_levels, plan_pyramid, write_levels
 
 FORMAT = "bone_seg.prediction"
 LAYOUT = 2  # 1: ``labels`` and ``confidence`` plain arrays (no pyramid, no NGFF metadata)
 CHUNK_YX = 512
 LABEL_NAME = "segmentation"
+
+log = logging.getLogger(__name__)
 
 
 class PredictionOutput:
@@ -141,6 +150,53 @@ class PredictionOutput:
         self.confidence_levels = (_levels(self.group["confidence"])
                                   if "confidence" in self.group else None)
         self.map_levels = {name: _levels(self.group[name]) for name in self.maps}
+        if self.slabs and not self.complete:  # resuming: what was written must read back
+            self._drop_damaged_slabs()
+
+    def _drop_damaged_slabs(self) -> None:
+        """Forget the recorded slabs whose data no longer reads back as recorded, so that they are
+        predicted again: a chunk that fails its checksum or does not decode (a truncated file), or
+        labels and confidence whose class counts and sum differ from the slab's recorded
+        statistics (outputs written without chunk checksums). Reads one slab at a time."""
+        damaged = {}
+        for i in tqdm(sorted(self.slabs), desc=f"check {self.path.name}", unit="slab",
+                      disable=None, leave=False):
+            reason = self._slab_damage(i)
+            if reason is not None:
+                damaged[i] = reason
+        for i, reason in damaged.items():
+            z0, z1 = self.slab_range(i)
+            log.warning("%s: slab %d (slices %d..%d) written by an earlier run is damaged (%s); "
+                        "it is predicted again", self.path, i, z0, z1 - 1, reason)
+            del self.slabs[i]
+        if damaged:
+            self._write_progress()
+
+    def _slab_damage(self, i: int) -> str | None:
+        """Why slab ``i`` as stored is damaged, or None when it reads back as recorded."""
+        z0, z1 = self.slab_range(i)
+        stats = self.slabs[i]
+        groups = {f"{ngff.LABELS_GROUP}/{LABEL_NAME}": self.label_levels,
+                  "confidence": self.confidence_levels or [],
+                  **{name: levels for name, levels in self.map_levels.items()}}
+        for name, levels in groups.items():
+            for k, array in enumerate(levels):
+                fz = self.pyramid.factors[k][0]
+                try:
+                    data = array[z0 // fz:-(-z1 // fz)]
+                except Exception as err:  # noqa: BLE001 - any failed decode is damage
+                    return f"{name}/{k}: {type(err).__name__}: {' '.join(str(err).split())[:120]}"
+                if k:
+                    continue
+                if name == "confidence" and "confidence_sum" in stats:
+                    if float(data.sum(dtype=np.float64)) != stats["confidence_sum"]:
+                        return f"{name}/0: its sum differs from the one recorded"
+                elif name != "confidence" and name not in self.maps and "class_counts" in stats:
+                    recorded = np.asarray(stats["class_counts"], np.int64)
+                    counts = np.bincount(data.ravel(), minlength=len(recorded))
+                    if not np.array_equal(counts, recorded):
+                        return f"{name}/0: its class counts differ from the ones recorded"
+        return None
 
     @property
     def labels(self):
@@ -172,10 +228,12 @@ class PredictionOutput:
     def _create(self, confidence: bool) -> None:
         group = zarr.open_group(str(self.path), mode="w")
         labels = group.create_group(ngff.LABELS_GROUP).create_group(LABEL_NAME)
-        create_levels(labels, self.pyramid, "uint8", CHUNK_YX, fill_value=0)
+        # zstd's checksum in every chunk: a damaged chunk is found when resumed or read
+        create_levels(labels, self.pyramid, "uint8", CHUNK_YX, fill_value=0,
+                      compressors=[checked_zstd()])
         for name in ("confidence",) * bool(confidence) + self.maps:
             create_levels(group.create_group(name), self.pyramid, "float32", CHUNK_YX,
-                          fill_value=0.0)
+                          fill_value=0.0, compressors=[checked_zstd()])
         group.attrs["complete"] = False
         self.write_metadata(group)
         self.slabs, self.complete = {}, False

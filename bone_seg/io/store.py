@@ -64,8 +64,8 @@ class ChunkLayout:
         """The zarr compressor chain for this layout."""
         from zarr.codecs import BloscCodec, ZstdCodec
 
-        if self.codec == "zstd":
-            return [ZstdCodec(level=self.level)]
+        if self.codec == "zstd":  # with zstd's checksum: a damaged chunk is found when read
+            return [ZstdCodec(level=self.level, checksum=True)]
         if self.codec in ("lz4", "blosc-lz4"):
             return [BloscCodec(cname="lz4", clevel=self.level, shuffle="bitshuffle")]
         if self.codec == "none":
@@ -197,17 +197,16 @@ class DatasetStore:
 
     def open_scan(self, scan_id: str) -> Scan:
         """Open a scan's arrays lazily (nothing is read until sliced)."""
-        import zarr
-
         if scan_id not in self.manifest["scans"]:
             raise BoneSegError(
                 f"{self.path}: no scan {scan_id!r}; scans in this store: "
                 f"{', '.join(self.scan_ids) or '(none)'}"
             )
-        group = zarr.open_group(str(self.scan_path(scan_id)), mode="r")
-        attrs = dict(group.attrs)
-        mask = group["mask"] if attrs.get("has_mask") else None
-        return Scan(scan_id, self.scan_path(scan_id), group["image"], mask, attrs)
+        from bone_seg.io.damage import open_scan_arrays
+
+        # damaged metadata or chunks (when read) are named with the fix (bone_seg.io.damage)
+        attrs, image, mask = open_scan_arrays(self.path, scan_id, self.scan_path(scan_id))
+        return Scan(scan_id, self.scan_path(scan_id), image, mask, attrs)
 
     def add_scans(self, scan_ids: list[str]) -> None:
         """Append finished scans to the manifest, keeping the given order: under the store's lock,

@@ -214,12 +214,15 @@ def open_zarr_array(path: str | Path):
         ) from err
     if isinstance(node, zarr.Group):
         array = resolve_array(node)
-        if array is not None:
-            return array
-        names = sorted(node.array_keys()) + sorted(f"{g}/" for g in node.group_keys())
-        hint = f"; members of this group: {', '.join(names)}" if names else ""
-        raise BoneSegError(f"{path}: is a Zarr group, not an array — name the array{hint}")
-    return node
+        if array is None:
+            names = sorted(node.array_keys()) + sorted(f"{g}/" for g in node.group_keys())
+            hint = f"; members of this group: {', '.join(names)}" if names else ""
+            raise BoneSegError(f"{path}: is a Zarr group, not an array — name the array{hint}")
+        node = array
+    from bone_seg.io.damage import CheckedArray, describe_zarr_path
+
+    root = getattr(node.store, "root", None)  # a damaged chunk, when read, is named with the fix
+    return CheckedArray(node, *describe_zarr_path(Path(root) / node.path if root else path))
 
 
 def _zarr_volume(path: Path) -> ArrayVolume:

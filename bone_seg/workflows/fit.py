@@ -110,6 +110,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     datamodule = instantiate(cfg.data, _convert_="all")
     check_patch_size(cfg.model.net, datamodule)
+    if datamodule.verify and is_rank0:  # data.verify: a damaged store is refused before any work
+        from bone_seg.io.verify import check_verified, verify_store
+
+        log.info("%s", check_verified(datamodule.store_path, verify_store(
+            datamodule.store_path, workers=max(1, datamodule.num_workers))))
     datamodule.setup("fit")
     if is_rank0:
         write_json_atomic(out / "splits.json", datamodule.splits)
