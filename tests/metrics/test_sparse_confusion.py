@@ -71,6 +71,25 @@ def test_dtypes_and_the_torch_kernel(dtype):
     assert count_pairs_torch(empty, pred, 3, "cpu", UNLABELLED).sum() == 0
 
 
+@pytest.mark.parametrize(("num_classes", "dtype", "ignore"), [
+    (1, np.uint8, 255), (3, np.uint8, 255), (5, np.uint8, 255), (16, np.uint8, 255),
+    (17, np.uint16, 255), (4, np.uint16, 256), (3, np.int32, 1000)])
+def test_every_counting_path(num_classes, dtype, ignore):
+    """Ignored voxels kept in the block (their codes miss the class pairs': C = 1, 3, 5) or
+    removed from it (C = 16: every uint8 code is a pair's; 17: int32 codes; 256 ≡ 0 mod 256)."""
+    rng = np.random.default_rng(num_classes)
+    ref, pred = labels(rng, (3, 30, 40), num_classes, dtype)
+    drop = rng.random(ref.shape) < 0.4
+    ref[drop] = ignore
+    expected = reference_cm(ref[~drop], pred[~drop], num_classes)
+    np.testing.assert_array_equal(count_pairs(ref, pred, num_classes, ignore), expected)
+    np.testing.assert_array_equal(count_pairs_torch(ref, pred, num_classes, "cpu", ignore),
+                                  expected)
+    counts = confusion_counts(ref, pred, num_classes, progress=False, ignore=ignore,
+                              device="cpu")
+    assert counts.ignored == int(drop.sum())
+
+
 def test_fully_labelled_counts_as_without_ignore():
     rng = np.random.default_rng(3)
     ref, pred = labels(rng, (5, 30, 30), 3)
