@@ -37,6 +37,9 @@ SCORES_ARTIFACT = "test_scores.json"
 TEST_PREFIX = "test/"
 #: metric names of a scores dict's means (IoU and Dice), after a prefix
 MEAN_METRICS = {"mean_iou": "miou", "mean_dice": "mdice"}
+#: metric (after a prefix such as ``test/<scan_id>/``) and test_scores.json key: the unlabelled
+#: reference voxels (sparse labels) left out of a scan's scores
+IGNORED_VOXELS = "ignored_voxels"
 #: the best validation mIoU of a fit
 VAL_BEST = "val/miou_best"
 #: complexity and resource metrics of a fit (resources are not logged on CPU runs)

@@ -4,12 +4,17 @@ Both volumes are read slab by slab along Z (memory bounded by two slab pairs, ne
 each slab is counted exactly in int64 — by threads over blocks on the CPU, or by torch on a GPU when
 one is present — and the counts are summed. Integer counts make the result identical whatever the
 device, the slab depth or the number of threads.
+
+Sparse labels: with ``ignore`` (default of ``bone-iou``: :data:`bone_seg.classes.UNLABELLED`,
+255), reference voxels holding that value are left out of the matrix and counted apart
+(:class:`ConfusionCounts`); a prediction holding it is still an error.
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
@@ -48,6 +53,40 @@ def check_num_classes(num_classes) -> int:
     return int(num_classes)
 
 
+def check_ignore(ignore, num_classes: int) -> int | None:
+    """``ignore`` as an int (a value ≥ ``num_classes``) or None.
+
+    Raises:
+        BoneSegError: not a whole number, or a class index ``0..C-1``.
+    """
+    if ignore is None:
+        return None
+    if isinstance(ignore, bool) or not isinstance(ignore, (int, np.integer)):
+        raise BoneSegError(
+            f"ignore={ignore!r} must be a whole number: the reference value of unlabelled voxels, "
+            "left out of the scores (default 255), or null to score every voxel"
+        )
+    if not num_classes <= int(ignore) <= np.iinfo(np.int64).max:
+        raise BoneSegError(
+            f"ignore={ignore} is not above the classes 0..{num_classes - 1} of num_classes="
+            f"{num_classes}; the value of unlabelled voxels must be none of the classes (default "
+            "255), or null to score every voxel"
+        )
+    return int(ignore)
+
+
+class ConfusionCounts(NamedTuple):
+    """The confusion matrix of two label volumes and the reference voxels left out of it.
+
+    Attributes:
+        matrix: ``(C, C)`` int64: ``[i, j]`` = voxels of reference class ``i`` predicted as ``j``.
+        ignored: voxels whose reference holds the ignored value (0 without one).
+    """
+
+    matrix: np.ndarray
+    ignored: int
+
+
 def _out_of_range(err: LabelOutOfRange, volumes, z0: int, num_classes: int) -> BoneSegError:
     role = ROLES[err.which]
     vol = volumes[err.which]
@@ -63,7 +102,8 @@ def _out_of_range(err: LabelOutOfRange, volumes, z0: int, num_classes: int) -> B
 
 
 def _count_slab(
-    r: np.ndarray, p: np.ndarray, num_classes: int, pool: Executor | None, parts: int
+    r: np.ndarray, p: np.ndarray, num_classes: int, pool: Executor | None, parts: int,
+    ignore: int | None = None,
 ) -> np.ndarray:
     """Count one slab, split into ``parts`` contiguous runs of whole blocks counted in parallel."""
     r = np.ascontiguousarray(r).reshape(-1)
@@ -72,9 +112,9 @@ def _count_slab(
     step = -(-n // parts)
     step = max(BLOCK, -(-step // BLOCK) * BLOCK)
     if pool is None or n <= step:
-        return count_pairs(r, p, num_classes)
+        return count_pairs(r, p, num_classes, ignore)
     starts = range(0, n, step)
-    futures = [pool.submit(count_pairs, r[s : s + step], p[s : s + step], num_classes)
+    futures = [pool.submit(count_pairs, r[s : s + step], p[s : s + step], num_classes, ignore)
                for s in starts]
     total = np.zeros((num_classes, num_classes), np.int64)
     error = None
@@ -98,7 +138,25 @@ def confusion_matrix(
     device: str | None = "auto",
     workers: int | None = None,
     progress: bool = True,
+    ignore: int | None = None,
 ) -> np.ndarray:
+    """The matrix of :func:`confusion_counts` (same arguments; ``ignore`` default: none)."""
+    return confusion_counts(reference, prediction, num_classes, slab_depth=slab_depth,
+                            device=device, workers=workers, progress=progress,
+                            ignore=ignore).matrix
+
+
+def confusion_counts(
+    reference,
+    prediction,
+    num_classes: int,
+    *,
+    slab_depth: int | None = None,
+    device: str | None = "auto",
+    workers: int | None = None,
+    progress: bool = True,
+    ignore: int | None = None,
+) -> ConfusionCounts:
     """Count the confusion matrix of two label volumes exactly, slab by slab along Z.
 
     Args:
@@ -112,15 +170,21 @@ def confusion_matrix(
             (:mod:`bone_seg.devices`; a list counts on its first device).
         workers: counting threads on the CPU (default: the cores available).
         progress: show a progress bar over slices (silent when not a terminal).
+        ignore: reference voxels holding this value (≥ C; sparse labels:
+            :data:`bone_seg.classes.UNLABELLED`) are left out and counted apart; None: every
+            voxel is scored.
 
     Returns:
-        ``(C, C)`` int64 array: ``[i, j]`` = voxels of reference class ``i`` predicted as ``j``.
+        The matrix (``(C, C)`` int64: ``[i, j]`` = voxels of reference class ``i`` predicted as
+        ``j``) and the count of ignored voxels.
 
     Raises:
-        BoneSegError: unreadable input, non-integer labels, different shapes, or a label ≥ C (or
-            negative) in either volume; the message names the volume, the value and the fix.
+        BoneSegError: unreadable input, non-integer labels, different shapes, a bad ``ignore``,
+            or a label ≥ C (or negative) in either volume other than ``ignore`` in the reference;
+            the message names the volume, the value and the fix.
     """
     num_classes = check_num_classes(num_classes)
+    ignore = check_ignore(ignore, num_classes)
     volumes = _open_pair(reference, prediction)
     slab_depth = _slab_depth(slab_depth, *volumes)
     dev = str(resolve_device(device))
@@ -135,9 +199,9 @@ def confusion_matrix(
         for z0, z1, r, p in iter_slab_pairs(*volumes, slab_depth):
             try:
                 if dev == "cpu":
-                    total += _count_slab(r, p, num_classes, pool, workers)
+                    total += _count_slab(r, p, num_classes, pool, workers, ignore)
                 else:
-                    total += count_pairs_torch(r, p, num_classes, dev)
+                    total += count_pairs_torch(r, p, num_classes, dev, ignore)
             except LabelOutOfRange as err:
                 raise _out_of_range(err, volumes, z0, num_classes) from None
             bar.update(z1 - z0)
@@ -145,7 +209,8 @@ def confusion_matrix(
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    return total
+    voxels = int(np.prod(volumes[0].shape, dtype=np.int64))
+    return ConfusionCounts(total, voxels - int(total.sum()))  # every voxel not counted: ignored
 
 
 def _open_pair(reference, prediction) -> tuple:

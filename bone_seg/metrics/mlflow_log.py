@@ -2,7 +2,8 @@
 
 Metrics: ``<prefix>miou``, ``<prefix>mdice`` (the means), ``<prefix>iou_<class>`` and
 ``<prefix>dice_<class>`` — the names of the fit records (docs/development.md), so that
-``mlflow_prefix=test/<scan_id>/`` writes what a fit's test step writes. Absent classes and empty
+``mlflow_prefix=test/<scan_id>/`` writes what a fit's test step writes — and, when an ignore value
+was set, ``<prefix>ignored_voxels`` (unlabelled reference voxels left out). Absent classes and empty
 means are not logged (MLflow metrics are numbers). The inputs go
 in as parameters of a new run, or as tags when the scores are added to an existing run (whose
 parameters may not change). The files are logged as artifacts under ``iou/``. :func:`log_run`
@@ -38,6 +39,8 @@ def score_metrics(scores: dict, prefix: str = "") -> dict[str, float]:
         if c["present"]:
             out[f"{prefix}iou_{_metric_name(c['name'])}"] = c["iou"]
             out[f"{prefix}dice_{_metric_name(c['name'])}"] = c["dice"]
+    if scores.get("ignore") is not None:
+        out[f"{prefix}{records.IGNORED_VOXELS}"] = float(scores["ignored_voxels"])
     return out
 
 

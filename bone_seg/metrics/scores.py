@@ -10,6 +10,9 @@ Absent classes: a class with no voxel in either volume has no IoU or Dice (0/0).
 with ``present = False`` and ``NaN`` scores (``null`` in JSON, ``nan`` in CSV, ``absent`` on
 screen) and left out of the means. A class present in only one volume scores 0.
 
+Unlabelled voxels (sparse labels): reference voxels holding the ignored value are not in the
+matrix, so they count nowhere; ``ignore`` and ``ignored_voxels`` report the value and how many.
+
 Means: mean IoU and mean Dice are the plain (unweighted) averages over the classes that are present
 and counted, as in the BONe paper and torchmetrics' macro average: background included by default,
 left out with ``include_background=False``. When no class is left, the means are ``NaN``. Mean Dice
@@ -56,6 +59,9 @@ def scores_from_confusion(
     class_names: Sequence[str] | None = None,
     include_background: bool = True,
     background_index: int = 0,
+    *,
+    ignore: int | None = None,
+    ignored_voxels: int = 0,
 ) -> dict:
     """Class-wise IoU and Dice, their means and the counts they come from.
 
@@ -64,9 +70,13 @@ def scores_from_confusion(
         class_names: one name per class (default ``class_0``...).
         include_background: count the background class in the means (the paper's convention).
         background_index: which class is the background.
+        ignore: the reference value left out of ``cm`` (unlabelled voxels), or None.
+        ignored_voxels: how many reference voxels held it
+            (:attr:`~bone_seg.metrics.confusion.ConfusionCounts.ignored`).
 
     Returns:
-        A JSON-ready dict: ``num_classes``, ``class_names``, ``voxels``, ``include_background``,
+        A JSON-ready dict: ``num_classes``, ``class_names``, ``voxels`` (the voxels scored),
+        ``ignore``, ``ignored_voxels``, ``include_background``,
         ``classes`` (one dict per class: ``index``, ``name``, ``iou``, ``dice``, ``tp``, ``fp``,
         ``fn``, ``reference_voxels``, ``predicted_voxels``, ``present``, ``in_mean``),
         ``mean_iou``, ``mean_dice``, ``classes_in_mean``, ``absent_classes`` and
@@ -98,6 +108,8 @@ def scores_from_confusion(
         "num_classes": num_classes,
         "class_names": names,
         "voxels": sum(rows),
+        "ignore": None if ignore is None else int(ignore),
+        "ignored_voxels": int(ignored_voxels),
         "include_background": bool(include_background),
         "classes": classes,
         "mean_iou": mean("iou"),

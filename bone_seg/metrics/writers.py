@@ -2,6 +2,11 @@
 
 Absent classes (no voxel in either volume) show as ``absent`` in the table, ``null`` in JSON and
 ``nan`` in CSV. Files are written under a temporary name and renamed when complete.
+
+When an ignore value was set (sparse labels), the count of unlabelled reference voxels left out
+is a line under the table (``unlabelled voxels (reference = 255) left out: ...``), the keys
+``ignore`` and ``ignored_voxels`` in JSON, and a last CSV row ``ignored`` whose
+``reference_voxels`` is that count.
 """
 
 from __future__ import annotations
@@ -45,7 +50,12 @@ def format_table(scores: dict, digits: int = 4) -> str:
          "", f"{n_in} class{'es' if n_in != 1 else ''}"]
     )
     headers = ["#", "class", "IoU", "Dice", "reference voxels", "predicted voxels", "in mean"]
-    return markdown_table(headers, rows, align="rlrrrrl")
+    table = markdown_table(headers, rows, align="rlrrrrl")
+    if scores.get("ignore") is None:
+        return table
+    ignored = scores["ignored_voxels"]
+    return (f"{table}\nunlabelled voxels (reference = {scores['ignore']}) left out: {ignored} of "
+            f"{scores['voxels'] + ignored}")
 
 
 def _json_safe(obj):
@@ -75,7 +85,8 @@ def write_json(scores: dict, path: str | Path, extra: dict | None = None) -> Pat
 
 
 def scores_csv(scores: dict) -> str:
-    """One row per class, then a ``mean`` row holding mean IoU and mean Dice."""
+    """One row per class, a ``mean`` row holding mean IoU and mean Dice, and with an ignore value
+    an ``ignored`` row (``index``: the value, ``reference_voxels``: how many were left out)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
@@ -89,6 +100,9 @@ def scores_csv(scores: dict) -> str:
         ["mean", "", repr(scores["mean_iou"]), repr(scores["mean_dice"]), "", "", "", "", "", "",
          ""]
     )
+    if scores.get("ignore") is not None:
+        writer.writerow(["ignored", scores["ignore"], "", "", "", "", "",
+                         scores["ignored_voxels"], "", "", ""])
     return buf.getvalue()
 
 

@@ -21,6 +21,12 @@ name               loss                                          defaults (overr
 
 Options with a null value are left at these defaults. ``class_weights`` (one per class) is
 accepted by every loss (``weight`` of cross-entropy).
+
+Unlabelled voxels (target :data:`bone_seg.classes.UNLABELLED` = 255, sparse labels) are left out of
+every loss exactly, and so are voxels of the ``ignore_index`` option when one is given: the losses
+see only the labelled voxels (:mod:`bone_seg.modules.labelled` says why the libraries' own
+``ignore_index`` handling is not used). A batch whose every voxel is labelled gives the plain
+loss, bitwise.
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from bone_seg.classes import UNLABELLED
 from bone_seg.errors import BoneSegError
+from bone_seg.modules.labelled import labelled_voxels, loss_on_labelled
 
 DEFAULT_LOSS = "jaccard"
 
@@ -105,12 +113,14 @@ def _entry(name: str) -> tuple[Callable[..., nn.Module], dict[str, Any], str]:
 
 
 class SegmentationLoss(nn.Module):
-    """A registered loss, computed in float32 on ``(logits, target)``.
+    """A registered loss, computed in float32 on ``(logits, target)``, over labelled voxels only.
 
     Attributes:
         name: the registry name.
         options: the options used (defaults merged with the config's).
-        loss: the wrapped loss module.
+        loss: the wrapped loss module (built without an ignore index).
+        ignore: the target values left out: :data:`~bone_seg.classes.UNLABELLED`, and the
+            ``ignore_index`` option when given.
     """
 
     def __init__(self, name: str, options: Mapping[str, Any], loss: nn.Module) -> None:
@@ -118,11 +128,21 @@ class SegmentationLoss(nn.Module):
         self.name = name
         self.options = dict(options)
         self.loss = loss
+        extra = self.options.get("ignore_index")
+        self.ignore = (UNLABELLED,) + ((int(extra),) if extra is not None and
+                                       int(extra) != UNLABELLED else ())
+        self.per_image = bool(self.options.get("per_image", False))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Loss of ``logits`` ``(B, C, *spatial)`` against class indices ``(B, *spatial)``."""
+        """Loss of ``logits`` ``(B, C, *spatial)`` against class indices ``(B, *spatial)``.
+
+        Voxels whose target is in :attr:`ignore` are left out exactly (see
+        :mod:`bone_seg.modules.labelled`); without any labelled voxel the loss is 0.
+        """
         # under mixed precision the logits may be half: the soft IoU sums need float32
-        return self.loss(logits.float(), target.long())
+        logits, target = logits.float(), target.long()
+        return loss_on_labelled(self.loss, logits, target, labelled_voxels(target, self.ignore),
+                                per_image=self.per_image)
 
     def extra_repr(self) -> str:
         return f"name={self.name}, options={self.options}"
@@ -135,7 +155,8 @@ def build_loss(name: str = DEFAULT_LOSS, **options: Any) -> SegmentationLoss:
         name: ``jaccard`` (default), ``dice``, ``focal``, ``tversky``, ``focal_tversky``,
             ``lovasz`` or ``ce``.
         **options: loss options (``alpha``, ``beta``, ``gamma``, ``smooth``, ``class_weights``,
-            ``ignore_index``, ...); None values keep the defaults.
+            ``ignore_index`` — a class left out like unlabelled voxels, ...); None values keep
+            the defaults.
 
     Raises:
         BoneSegError: unknown name or option (the message lists the valid ones).
@@ -151,8 +172,16 @@ def build_loss(name: str = DEFAULT_LOSS, **options: Any) -> SegmentationLoss:
     merged = {**defaults, **given}
     if isinstance(merged.get("class_weights"), list | tuple):
         merged["class_weights"] = [float(w) for w in merged["class_weights"]]
+    extra = merged.get("ignore_index")
+    if extra is not None and (isinstance(extra, bool) or not isinstance(extra, int)):
+        raise BoneSegError(f"model.loss.ignore_index={extra!r} must be a whole number (a label "
+                           f"left out of the loss besides the unlabelled value {UNLABELLED}), "
+                           "or null")
+    # unlabelled voxels are left out before the loss sees them (SegmentationLoss): the library
+    # loss gets no ignore_index of its own
+    built = {k: v for k, v in merged.items() if k != "ignore_index"}
     try:
-        loss = make(**dict(merged))
+        loss = make(**built)
     except (TypeError, ValueError, AssertionError) as err:
         raise BoneSegError(f"model.loss {key!r} with options {merged}: {err}") from None
     return SegmentationLoss(key, merged, loss)

@@ -17,7 +17,8 @@ Batches are dicts ``{"image": float32 (B, C, H, W) | (B, 1, D, H, W), "mask": in
 
 Logged once per epoch (Lightning's logger names):
 
-- ``train/loss``, ``val/loss``: mean loss over the epoch's batches;
+- ``train/loss``, ``val/loss``: mean loss over the epoch's batches, each weighted by its count of
+  images holding a labelled voxel (the batch size when fully labelled);
 - ``train/miou``, ``val/miou``, ``train/dice``, ``val/dice``: mean IoU / Dice over the classes, from
   torchmetrics' ``MulticlassJaccardIndex`` / ``MulticlassF1Score`` with ``average='macro'`` on the
   epoch's pooled confusion counts (synchronised across DDP processes). A class absent from both
@@ -27,6 +28,16 @@ Logged once per epoch (Lightning's logger names):
   class-wise values (0 for an absent class, torchmetrics' convention);
 - ``val/miou_best``: the best ``val/miou`` so far (sanity-check epochs excluded);
 - ``lr``: the learning rate of the epoch.
+
+Sparse labels: mask voxels holding :data:`bone_seg.classes.UNLABELLED` (255) are left out of the
+loss (:mod:`bone_seg.modules.labelled`) and of the metrics exactly. The metrics get
+``ignore_index=255``: torchmetrics 1.9 then drops those voxels (``target != ignore_index``) before
+counting the confusion matrix in integers (``_multiclass_confusion_matrix_format``, and the
+``multidim_average='global'``, ``top_k=1`` branch of ``_multiclass_stat_scores_update`` used by
+the F1 score), and 255 lies outside the classes so no class is zeroed in the reduction: whatever
+the prediction at an unlabelled voxel, the counts — and the metrics — are bitwise the same, and a
+fully labelled batch counts as without ``ignore_index``. Checked by
+``tests/modules/test_sparse_metrics.py``.
 """
 
 from __future__ import annotations
@@ -41,7 +52,7 @@ from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
 from bone_seg import records
-from bone_seg.classes import default_class_names
+from bone_seg.classes import UNLABELLED, default_class_names
 from bone_seg.errors import BoneSegError
 from bone_seg.modules.losses import build_loss_from_config
 from bone_seg.modules.optim import build_optimizer, build_scheduler
@@ -157,11 +168,12 @@ class SegmentationModule(pl.LightningModule):
     def configure_metrics(self) -> None:
         """Per-stage IoU/Dice (class-wise and macro mean) and the best validation mIoU."""
         n = self.hparams.num_classes
+        # unlabelled voxels are dropped before counting (exact: see the module docstring)
         metrics = MetricCollection({
-            "iou": MulticlassJaccardIndex(n, average=None),
-            "miou": MulticlassJaccardIndex(n, average="macro"),
-            "dice_c": MulticlassF1Score(n, average=None),
-            "dice": MulticlassF1Score(n, average="macro"),
+            "iou": MulticlassJaccardIndex(n, average=None, ignore_index=UNLABELLED),
+            "miou": MulticlassJaccardIndex(n, average="macro", ignore_index=UNLABELLED),
+            "dice_c": MulticlassF1Score(n, average=None, ignore_index=UNLABELLED),
+            "dice": MulticlassF1Score(n, average="macro", ignore_index=UNLABELLED),
         })
         self.train_metrics = metrics.clone(prefix="train/")
         self.val_metrics = metrics.clone(prefix="val/")
@@ -206,24 +218,32 @@ class SegmentationModule(pl.LightningModule):
         loss = self.criterion(logits, mask)
         return loss, logits.argmax(dim=1), mask
 
-    def _accumulate(self, stage: str, loss: torch.Tensor, size: int, lr: float = 0.0) -> None:
-        """Add a batch's loss (and learning rate) times its size to the stage's epoch sums.
+    def _accumulate(self, stage: str, loss: torch.Tensor, target: torch.Tensor,
+                    lr: float = 0.0) -> None:
+        """Add a batch's loss and learning rate, weighted, to the stage's epoch sums.
 
-        The epoch means are logged once, at the epoch's end (:meth:`_log_means`): the same
-        batch-size weighted means as ``self.log(..., on_epoch=True)`` of every step gave, without
-        Lightning's per-call bookkeeping (~7 ms a call on the 2-core CPU, profiled:
+        The loss is weighted by the batch's count of images holding a labelled voxel (sparse
+        labels: a batch without labels, whose loss is 0, weighs nothing; fully labelled: the batch
+        size), the learning rate by the batch size. The epoch means are logged once, at the
+        epoch's end (:meth:`_log_means`): the same batch-size weighted means as
+        ``self.log(..., on_epoch=True)`` of every step gave, without Lightning's per-call
+        bookkeeping (~7 ms a call on the 2-core CPU, profiled:
         ``benchmarks/lightning_overhead.py``)."""
+        size = target.shape[0]
+        labelled = (target != UNLABELLED).flatten(1).any(1).sum().to(torch.float32)
         sums = self._sums.get(stage)
-        batch = torch.stack([loss.detach().float() * size,
+        batch = torch.stack([loss.detach().float() * labelled,
                              loss.new_tensor(lr * size, dtype=torch.float32),
-                             loss.new_tensor(size, dtype=torch.float32)])
+                             loss.new_tensor(size, dtype=torch.float32),
+                             labelled])
         self._sums[stage] = batch if sums is None else sums + batch
 
     def _log_means(self, stage: str) -> None:
         sums = self._sums.pop(stage, None)
         if sums is None:
             return
-        self.log(f"{stage}/loss", sums[0] / sums[2], prog_bar=True, sync_dist=True)
+        # no labelled image in the whole epoch: the loss sum is 0 too, logged as 0 (not 0/0)
+        self.log(f"{stage}/loss", sums[0] / sums[3].clamp_min(1), prog_bar=True, sync_dist=True)
         if stage == "train":
             self.log("lr", sums[1] / sums[2], sync_dist=True)
 
@@ -231,15 +251,14 @@ class SegmentationModule(pl.LightningModule):
         """One optimisation step's loss; updates the training metrics."""
         loss, preds, target = self.model_step(batch)
         self.train_metrics.update(preds, target)
-        self._accumulate("train", loss, preds.shape[0],
-                         self.optimizers().param_groups[0]["lr"])
+        self._accumulate("train", loss, target, self.optimizers().param_groups[0]["lr"])
         return loss
 
     def validation_step(self, batch: Mapping[str, torch.Tensor], batch_idx: int) -> None:
         """Validation loss and metrics of one batch."""
         loss, preds, target = self.model_step(batch)
         self.val_metrics.update(preds, target)
-        self._accumulate("val", loss, preds.shape[0])
+        self._accumulate("val", loss, target)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> torch.Tensor:
         """Logits of a batch (a dict with ``image`` or an image tensor)."""

@@ -14,8 +14,9 @@ from bone_seg.devices import resolve_device
 from bone_seg.errors import BoneSegError
 from bone_seg.metrics import (
     check_class_names,
+    check_ignore,
     check_num_classes,
-    confusion_matrix,
+    confusion_counts,
     format_table,
     log_scores,
     open_labels,
@@ -37,15 +38,17 @@ def run(cfg: DictConfig) -> dict:
     names = OmegaConf.to_object(cfg.class_names) if cfg.class_names is not None else None
     num_classes = check_num_classes(cfg.num_classes)
     names = check_class_names(names, num_classes)
+    ignore = check_ignore(cfg.ignore, num_classes)
     reference = open_labels(str(cfg.reference), "reference")
     prediction = open_labels(str(cfg.prediction), "prediction")
     device = str(resolve_device(cfg.device))
     start = time.perf_counter()
-    cm = confusion_matrix(reference, prediction, num_classes, slab_depth=cfg.slab_depth,
-                          device=device,
-                          workers=cfg.workers if cfg.workers is not None else cfg.threads)
+    counts = confusion_counts(reference, prediction, num_classes, slab_depth=cfg.slab_depth,
+                              device=device, ignore=ignore,
+                              workers=cfg.workers if cfg.workers is not None else cfg.threads)
     seconds = time.perf_counter() - start
-    scores = scores_from_confusion(cm, names, include_background=cfg.include_background)
+    scores = scores_from_confusion(counts.matrix, names, include_background=cfg.include_background,
+                                   ignore=ignore, ignored_voxels=counts.ignored)
     inputs = {"reference": os.path.abspath(cfg.reference),
               "prediction": os.path.abspath(cfg.prediction), "shape": list(reference.shape),
               "device": device, "seconds": round(seconds, 3)}
@@ -58,7 +61,8 @@ def run(cfg: DictConfig) -> dict:
             scores, cfg.logger.tracking_uri, cfg.logger.experiment_name,
             run_id=cfg.mlflow_run_id or None,
             params={"reference": inputs["reference"], "prediction": inputs["prediction"],
-                    "num_classes": num_classes, "include_background": cfg.include_background},
+                    "num_classes": num_classes, "include_background": cfg.include_background,
+                    "ignore": ignore},
             artifacts=files, prefix=cfg.mlflow_prefix or "")
         log.info("logged to MLflow run %s at %s", run_id, cfg.logger.tracking_uri)
     return scores
