@@ -84,7 +84,7 @@ class PredictSettings:
     suggest: int = 0
     suggest_by: str = "entropy"
     suggest_spacing: float | None = None
-    suggest_within: str = "not_background"
+    suggest_within: str = "slice"
 
     def __post_init__(self) -> None:
         if self.batch_size is None:

@@ -26,6 +26,14 @@ kept with each slab's statistics in ``progress.json`` (:func:`slice_sums`), so t
 completes a split prediction ranks the whole scan without reading the maps back. The maps a
 measure needs are computed when ``suggest`` is on (added to ``uncertainty``).
 
+``slice`` is the default, chosen by a small experiment (2026-12-07; the demo's ``quick`` 2.5D
+model fitted on ``phantom_set=tiny``, test-fold mIoU 0.92, ``tta=flips``, on its three held-out
+scans of 24 slices, N = 3): the entropy's slice mean follows each slice's count of wrongly
+labelled voxels with Spearman's rho 0.73, 0.85, 0.70 against 0.46, 0.72, 0.32 for the
+not-background mean (which follows the slice's 1 - mIoU a little better: 0.75, 0.89, 0.69 against
+0.75, 0.79, 0.50), and its three picks hold 196 wrong voxels per slice on average against 160
+(not background), 151 (evenly spaced) and 134 (all slices). The mutual information behaves alike.
+
 Spread: a greedy pick by score (ties: the lower ``z``) that skips any slice closer than
 ``suggest_spacing`` slices (default ``depth / (2 N)``) to one picked before (slabs: their
 centres), so the N are not neighbours; fewer than N when the spacing leaves no more. Slices the
@@ -74,7 +82,7 @@ class SuggestSettings:
     n: int = 0
     by: str = "entropy"
     spacing: float | None = None
-    within: str = "not_background"
+    within: str = "slice"
 
     def __post_init__(self) -> None:
         n = self.n

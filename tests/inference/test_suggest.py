@@ -174,7 +174,7 @@ def test_end_to_end_files_points_repeatable_and_exact(model, tmp_path):
         assert (out / name).is_file(), name
     result = json.loads((out / "suggestions.json").read_text())
     assert report["suggestions"] == result and result["found"] == 3
-    assert result["measure"] == "entropy" and result["within"] == "not_background"
+    assert result["measure"] == "entropy" and result["within"] == "slice"
     points = _napari_points(out / "suggestions_points.csv")
     assert points.shape == (3, 3)
     np.testing.assert_array_equal(points[:, 0], [e["z"] for e in result["suggestions"]])
@@ -236,3 +236,33 @@ def test_bad_values_one_error_line(model, tmp_path, arg, start):
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith(start), proc.stderr
     assert not out.exists()
+
+
+def test_a_sparse_store_scan_gets_only_unlabelled_slices(model, tmp_path):
+    from bone_seg.io.importer import ImportOptions, ScanSource, import_scans
+
+    image = scan((14, 40, 36), seed=3)
+    np.save(tmp_path / "image.npy", image)
+    np.save(tmp_path / "mask.npy", np.ones(image.shape, np.uint8))
+    import_scans(tmp_path / "store", [ScanSource("s1", str(tmp_path / "image.npy"),
+                                                 str(tmp_path / "mask.npy"))], ImportOptions())
+    settings = PredictSettings(**BASE, suggest=3, suggest_spacing=0)
+    full = predict_scan(model["weights"], "s1", tmp_path / "full.zarr",
+                        store_path=tmp_path / "store", settings=settings)["suggestions"]
+    assert full["suggestions"] == [] and "labelled already" in full["message"]
+    assert full["labelled_excluded"] == 14
+    # the mask made sparse: slices 0-9 unlabelled, 10-13 labelled (a voxel or whole)
+    mask = zarr.open_array(str(tmp_path / "store" / "scans" / "s1" / "mask"), mode="r+")
+    sparse = np.full(image.shape, UNLABELLED, np.uint8)
+    sparse[10:] = 1
+    sparse[11:13] = UNLABELLED
+    sparse[11:13, 5, 5] = 0
+    mask[:] = sparse
+    dense = predict_scan(model["weights"], model["scan"], tmp_path / "file.zarr",
+                         settings=PredictSettings(**BASE, suggest=14, suggest_spacing=0))
+    assert dense["suggestions"]["found"] == 14  # a file scan: no mask, every slice
+    part = predict_scan(model["weights"], "s1", tmp_path / "sparse.zarr",
+                        store_path=tmp_path / "store",
+                        settings=PredictSettings(**BASE, suggest=14, suggest_spacing=0))
+    zs = sorted(e["z"] for e in part["suggestions"]["suggestions"])
+    assert zs == list(range(10)) and part["suggestions"]["labelled_excluded"] == 4
