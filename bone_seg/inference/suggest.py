@@ -306,8 +306,10 @@ def log_line(result: dict) -> str:
         (f"z={e['z']}" if unit == "slice" else f"z={e['z0']}..{e['z1'] - 1}")
         + (f" ({e['score']:.4g})" if e["score"] is not None else "")
         for e in result["suggestions"])
+    over = ("the whole " + unit if result["within"] == "slice"
+            else "its voxels not confidently background")
     head = (f"suggested {unit}s to label next ({result['measure']}"
-            + (f", mean over {result['within'].replace('_', ' ')} voxels"
-               if result["measure"] != "even" else ", evenly spaced") + ")")
+            + (f", mean over {over}" if result["measure"] != "even" else ", evenly spaced")
+            + ")")
     tail = f"; {result['message']}" if result["message"] else ""
     return f"{head}: {items or 'none'}{tail}"

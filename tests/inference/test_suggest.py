@@ -4,6 +4,7 @@ prediction; labelled slices of a sparse store mask skipped; bad values one error
 
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -201,6 +202,17 @@ def test_end_to_end_files_points_repeatable_and_exact(model, tmp_path):
     assert layers[-1][1]["scale"] == [1.0, 1.0, 1.0]
 
 
+def test_a_3d_model_suggests_slabs_of_its_patch_depth(tmp_path):
+    weights = save_model(tmp_path / "m3.safetensors", "3d", depth=16)
+    np.save(tmp_path / "scan.npy", scan((20, 40, 36)))
+    report = predict_scan(str(weights), str(tmp_path / "scan.npy"), tmp_path / "p.zarr",
+                          settings=PredictSettings(**BASE, suggest=3))
+    result = report["suggestions"]
+    assert result["unit"] == "slab" and result["unit_depth"] == 16 and result["candidates"] == 2
+    assert sorted((e["z0"], e["z1"]) for e in result["suggestions"]) == [(0, 16), (16, 20)]
+    assert "2 of the 3 slabs" in result["message"]
+
+
 def test_split_prediction_the_completing_part_writes_the_same_suggestions(model, tmp_path):
     single = tmp_path / "single.zarr"
     predict_scan(model["weights"], model["scan"], single,
@@ -216,6 +228,26 @@ def test_split_prediction_the_completing_part_writes_the_same_suggestions(model,
     assert last["completed_here"] and last["suggestions"]["found"] == 3
     for name in FILES:
         assert (single / name).read_bytes() == (split / name).read_bytes(), name
+
+
+def test_the_command_logs_one_line_listing_them(model, tmp_path, caplog):
+    from bone_seg.cli.app import compose_config
+    from bone_seg.workflows.predict import run
+
+    out = tmp_path / "c.zarr"
+    with caplog.at_level(logging.INFO):
+        report = run(compose_config("predict", [
+            f"weights={model['weights']}", f"scan={model['scan']}", f"out={out}",
+            f"paths.root={tmp_path}", "slab_depth=4", "batch_size=4", "device=cpu",
+            "suggest=2", "suggest_spacing=3"]))
+    lines = [r.getMessage() for r in caplog.records if "to label next" in r.getMessage()]
+    assert len(lines) == 1, caplog.text
+    zs = [e["z"] for e in report["suggestions"]["suggestions"]]
+    assert lines[0].startswith(
+        "suggested slices to label next (entropy, mean over the whole slice)")
+    assert all(f"z={z} (" in lines[0] for z in zs) and str(out / "suggestions.json") in lines[0]
+    assert report["settings"] == json.loads((out / "report.json").read_text())["settings"]
+    assert json.loads((out / "report.json").read_text())["suggestions"] == report["suggestions"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
