@@ -47,7 +47,7 @@ from bone_seg.inference.slabs import (
     pending_runs_of,
     split_slabs,
 )
-from bone_seg.inference.suggest import store_mask, suggest
+from bone_seg.inference.suggest import check_recorded, store_mask, suggest
 from bone_seg.inference.summary import write_summary
 from bone_seg.inference.tta import parse_tta
 from bone_seg.inference.uncertainty import merge_uncertainty
@@ -153,6 +153,8 @@ def _open_job(weights, scan, out, store_path, s: PredictSettings,
     output = PredictionOutput(out, volume.shape, s.slab_depth, fingerprint, s.confidence,
                               s.overwrite, meta.class_names, voxel_size, s.pyramid,
                               maps=predictors[0].maps)
+    if s.suggest:  # before any work: the slabs an older bone_seg recorded lack per-slice sums
+        check_recorded(output.slabs, s.suggestions.map)
     return _Job(ensemble, predictors, volume, norm, source, name, fingerprint, output)
 
 

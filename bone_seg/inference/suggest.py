@@ -137,13 +137,10 @@ def scan_slices(per_slab: dict[int, dict], name: str, within: str,
         BoneSegError: a slab recorded without per-slice sums of ``name`` (an output predicted
             before they were recorded, or without that map).
     """
+    check_recorded(per_slab, name)
     sums, counts = [], []
     for i in sorted(per_slab):
-        sl = per_slab[i].get("slices")
-        if not sl or name not in sl["sums"]:
-            raise BoneSegError(f"slab {i} of the prediction has no per-slice sums of {name} "
-                               "(predicted by an older bone_seg or without that map): predict "
-                               "it again with overwrite=true")
+        sl = per_slab[i]["slices"]
         if within == "slice":
             sums += sl["sums"][name]
             counts += [plane] * len(sl["sums"][name])
@@ -151,6 +148,20 @@ def scan_slices(per_slab: dict[int, dict], name: str, within: str,
             sums += sl["sums_not_background"][name]
             counts += sl["not_background"]
     return np.asarray(sums, np.float64), np.asarray(counts, np.int64)
+
+
+def check_recorded(per_slab: dict[int, dict], name: str | None) -> None:
+    """Refuse slabs recorded without per-slice sums of the map ``name`` (None: nothing needed).
+
+    Raises:
+        BoneSegError: naming the first such slab (an output predicted by an older bone_seg).
+    """
+    for i in sorted(per_slab) if name else ():
+        sl = per_slab[i].get("slices")
+        if not sl or name not in sl["sums"]:
+            raise BoneSegError(f"slab {i} of the prediction has no per-slice sums of {name} "
+                               "(predicted by an older bone_seg or without that map): predict "
+                               "it again with overwrite=true (or into another out=...)")
 
 
 # ---------------------------------------------------------------- units, ranking, spread
@@ -274,8 +285,9 @@ def suggest(out: str | Path, per_slab: dict[int, dict], shape, settings: Suggest
 
 
 def _recorded_maps(per_slab: dict[int, dict]) -> list[str]:
-    first = per_slab[min(per_slab)] if per_slab else {}
-    return list((first.get("slices") or {}).get("sums", {}))
+    """The maps whose per-slice sums every slab recorded."""
+    names = [set((s.get("slices") or {}).get("sums", {})) for s in per_slab.values()]
+    return sorted(set.intersection(*names)) if names else []
 
 
 def _message(n: int, found: int, candidates: int, labelled: int, unit: str) -> str | None:

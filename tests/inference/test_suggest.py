@@ -196,6 +196,13 @@ def test_end_to_end_files_points_repeatable_and_exact(model, tmp_path):
         **{**BASE, "slab_depth": 5}, suggest=3))
     for name in FILES:
         assert (out / name).read_bytes() == (again / name).read_bytes(), name
+    # an output whose slabs were recorded without per-slice sums (an older bone_seg) is refused
+    progress_file = out / "progress.json"
+    record = json.loads(progress_file.read_text())
+    del record["slabs"]["1"]["slices"]
+    progress_file.write_text(json.dumps(record))
+    with pytest.raises(BoneSegError, match="slab 1 of the prediction has no per-slice sums"):
+        predict_scan(model["weights"], model["scan"], out, settings=settings)
     # bone_seg's napari reader adds the points with the voxel scale
     layers = read_bone_seg(str(out))
     assert layers[-1][2] == "points" and len(layers[-1][0]) == 3
