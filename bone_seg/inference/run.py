@@ -184,7 +184,8 @@ def _report(job: _Job, devices: list[torch.device], done_before: int,
 
 
 def _complete_outputs(output: PredictionOutput, job: _Job, s: PredictSettings) -> dict[str, Any]:
-    """Post-processing, then the statistics, TIFF and summary of the final labels."""
+    """Post-processing, then the statistics, TIFF and summary of the final labels, and the
+    slices to label next (``suggest``: :mod:`bone_seg.inference.suggest`)."""
     labels, post = postprocess_output(output, s.postprocess, s.progress, job.name)
     extras = _finish_outputs(output, labels, post, job.volume, s, list(job.meta.class_names),
                              job.name)
