@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from bone_seg.inference.report import slab_stats
+from bone_seg.inference.suggest import slice_sums
 from bone_seg.inference.uncertainty import slab_uncertainty
 
 
@@ -39,9 +40,11 @@ class SlabBuffer:
 
     def stats(self, num_classes: int, threshold: float) -> dict:
         """The slab's statistics (:func:`~bone_seg.inference.report.slab_stats`, and the maps'
-        under ``uncertainty``)."""
+        under ``uncertainty``, their per-slice sums under ``slices``:
+        :func:`~bone_seg.inference.suggest.slice_sums`)."""
         stats = slab_stats(self.labels, self.confidence, self.moved, num_classes)
         if self.maps:
             stats["uncertainty"] = slab_uncertainty(self.maps, self.labels, threshold,
                                                     num_classes)
+            stats["slices"] = slice_sums(self.maps, self.labels, self.confidence)
         return stats

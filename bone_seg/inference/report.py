@@ -18,7 +18,9 @@ statistics, prediction, export), ``predict_time_s``, ``voxels_predicted`` (this 
 ``bin_edges``, ``reassigned_to_background`` as a fraction of the voxels, ``reassigned_voxels``),
 ``class_fractions``, ``class_counts`` (voxels per class), ``tiff`` (the exported TIFF, or None),
 ``voxel_size`` (µm, or None when unknown), ``summary`` (the PNG summary, or None) and, with
-uncertainty maps, ``uncertainty`` (:func:`bone_seg.inference.uncertainty.merge_uncertainty`).
+uncertainty maps, ``uncertainty`` (:func:`bone_seg.inference.uncertainty.merge_uncertainty`);
+with ``suggest``, ``suggestions`` (:func:`bone_seg.inference.suggest.suggest`: the content of
+``<out>/suggestions.json``).
 """
 
 from __future__ import annotations

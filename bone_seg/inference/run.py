@@ -47,7 +47,9 @@ from bone_seg.inference.slabs import (
     pending_runs_of,
     split_slabs,
 )
+from bone_seg.inference.suggest import check_recorded, store_mask, suggest
 from bone_seg.inference.summary import write_summary
+from bone_seg.inference.tta import parse_tta
 from bone_seg.inference.uncertainty import merge_uncertainty
 from bone_seg.io.normalize import Normalizer
 from bone_seg.io.validate import check_image_slab
@@ -141,6 +143,7 @@ def _open_job(weights, scan, out, store_path, s: PredictSettings,
     """Load the members, open the scan (its statistics, normalisation) and the output."""
     ensemble = load_ensemble(weights)
     meta = ensemble.meta
+    s.suggestions.check_passes(len(ensemble.members) * len(parse_tta(s.tta, meta.mode)))
     predictors = _predictors(ensemble, s, devices)
     volume, stats, source, name = open_scan(scan, store_path, meta.stats_policy, s.slab_depth)
     norm = Normalizer.from_stats(stats, meta.normalization, meta.clip_range,
@@ -150,6 +153,8 @@ def _open_job(weights, scan, out, store_path, s: PredictSettings,
     output = PredictionOutput(out, volume.shape, s.slab_depth, fingerprint, s.confidence,
                               s.overwrite, meta.class_names, voxel_size, s.pyramid,
                               maps=predictors[0].maps)
+    if s.suggest:  # before any work: the slabs an older bone_seg recorded lack per-slice sums
+        check_recorded(output.slabs, s.suggestions.map)
     return _Job(ensemble, predictors, volume, norm, source, name, fingerprint, output)
 
 
@@ -179,10 +184,16 @@ def _report(job: _Job, devices: list[torch.device], done_before: int,
 
 
 def _complete_outputs(output: PredictionOutput, job: _Job, s: PredictSettings) -> dict[str, Any]:
-    """Post-processing, then the statistics, TIFF and summary of the final labels."""
+    """Post-processing, then the statistics, TIFF and summary of the final labels, and the
+    slices to label next (``suggest``: :mod:`bone_seg.inference.suggest`)."""
     labels, post = postprocess_output(output, s.postprocess, s.progress, job.name)
-    return _finish_outputs(output, labels, post, job.volume, s, list(job.meta.class_names),
-                           job.name)
+    extras = _finish_outputs(output, labels, post, job.volume, s, list(job.meta.class_names),
+                             job.name)
+    if s.suggest:
+        depth = job.meta.patch_depth if job.meta.mode == "3d" else 1
+        extras["suggestions"] = suggest(output.path, output.slabs, output.shape, s.suggestions,
+                                        depth or 1, store_mask(job.source), output.slab_depth)
+    return extras
 
 
 def _trained_on(ensemble: Ensemble, source: dict) -> list[str]:

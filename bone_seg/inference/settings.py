@@ -10,6 +10,7 @@ from typing import Any
 
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.slabs import check_part
+from bone_seg.inference.suggest import SuggestSettings
 from bone_seg.inference.tta import tta_names
 from bone_seg.inference.uncertainty import check_maps
 from bone_seg.postprocess.settings import PostprocessSettings
@@ -49,6 +50,9 @@ class PredictSettings:
         postprocess: the rules applied to the labels once predicted (a mapping or
             :class:`~bone_seg.postprocess.settings.PostprocessSettings`; every rule off by
             default), :mod:`bone_seg.inference.postprocessed`.
+        suggest, suggest_by, suggest_spacing, suggest_within: the slices to label next, written
+            once the output is complete (:mod:`bone_seg.inference.suggest`; ``suggest`` 0: none);
+            the map ``suggest_by`` needs is added to ``uncertainty``.
     """
 
     chunk_size: int | None = None
@@ -77,6 +81,10 @@ class PredictSettings:
     part: int | None = None
     parts: int | None = None
     postprocess: PostprocessSettings | Mapping | None = None
+    suggest: int = 0
+    suggest_by: str = "entropy"
+    suggest_spacing: float | None = None
+    suggest_within: str = "slice"
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -93,7 +101,10 @@ class PredictSettings:
         if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
             raise BoneSegError(f"voxel_size={v!r}: a positive size in micrometres, or null")
         object.__setattr__(self, "tta", tta_names(self.tta))  # lists (Hydra's too) as tuples
-        object.__setattr__(self, "uncertainty", check_maps(self.uncertainty))
+        maps = check_maps(self.uncertainty)
+        wanted = self.suggestions.map if self.suggestions.n else None
+        object.__setattr__(self, "uncertainty",
+                           check_maps((*maps, wanted)) if wanted and wanted not in maps else maps)
         t = self.uncertainty_threshold
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
             raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
@@ -101,6 +112,12 @@ class PredictSettings:
         if not isinstance(self.postprocess, PostprocessSettings):
             object.__setattr__(self, "postprocess",
                                PostprocessSettings.from_mapping(self.postprocess))
+
+    @property
+    def suggestions(self) -> SuggestSettings:
+        """``suggest*`` as :class:`~bone_seg.inference.suggest.SuggestSettings` (checked)."""
+        return SuggestSettings(self.suggest, self.suggest_by, self.suggest_spacing,
+                               self.suggest_within)
 
     @classmethod
     def from_config(cls, node: Mapping[str, Any], **fixed: Any) -> PredictSettings:

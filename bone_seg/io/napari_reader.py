@@ -3,7 +3,8 @@ layers with the voxel size as their scale.
 
 - a prediction (``<out>.zarr``, both layouts): the confidence and the uncertainty maps as Images
   (those stored) and the labels as a Labels layer with the class colours and names, every
-  pyramid level as napari's multiscale data;
+  pyramid level as napari's multiscale data; with ``suggest=``, the slices to label next as a
+  Points layer (``suggestions.json``: a point at each slice's centre, rank and score as features);
 - a store scan (``<store>/scans/<id>``): the image as an Image and the mask as a Labels layer;
 - any other OME-Zarr multiscale image or label image of bone_seg's: one layer.
 
@@ -13,6 +14,7 @@ the reader returns napari's layer data tuples ``(data, kwargs, layer_type)``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from bone_seg.classes import class_colours, default_class_names
@@ -58,13 +60,13 @@ def read_bone_seg(path) -> list[tuple]:
     attrs = dict(group.attrs)
     name = Path(str(path).rstrip("/")).name.removesuffix(".zarr")
     if "bone_seg_prediction" in attrs:
-        return _prediction_layers(group, attrs["bone_seg_prediction"], name)
+        return _prediction_layers(group, attrs["bone_seg_prediction"], name, Path(str(path)))
     if "scan_id" in attrs:
         return _scan_layers(group, attrs, name)
     return [_image_layer(_multiscale(group), ngff.multiscale_scales(group)[0], name)]
 
 
-def _prediction_layers(group, info: dict, name: str) -> list[tuple]:
+def _prediction_layers(group, info: dict, name: str, path: Path) -> list[tuple]:
     names = info.get("class_names") or default_class_names(3)
     scale = _scale(info.get("voxel_size"))
     layers = []
@@ -81,7 +83,25 @@ def _prediction_layers(group, info: dict, name: str) -> list[tuple]:
     else:  # the first layout: one array
         data = labels
     layers.append(_labels_layer(data, scale, names, f"{name} labels"))
+    suggestions = path / "suggestions.json"
+    if suggestions.is_file():
+        result = json.loads(suggestions.read_text())
+        if result.get("suggestions"):
+            layers.append(_suggestions_layer(result, scale, f"{name} suggestions"))
     return layers
+
+
+def _suggestions_layer(result: dict, scale, name: str) -> tuple:
+    """The suggested slices (:mod:`bone_seg.inference.suggest`) as points in voxel coordinates
+    with the voxel size as scale (over the labels)."""
+    entries = result.get("suggestions", [])
+    data = [list(e["point"]) for e in entries]
+    kwargs = {"name": name, "scale": list(scale), "ndim": 3, "size": 5, "face_color": "red",
+              "features": {"rank": [e["rank"] for e in entries],
+                           "score": [e["score"] for e in entries]},
+              "metadata": {"measure": result.get("measure"), "unit": result.get("unit"),
+                           "units": "micrometre"}}
+    return (data, kwargs, "points")
 
 
 def _scan_layers(group, attrs: dict, name: str) -> list[tuple]:

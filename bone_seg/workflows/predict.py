@@ -19,6 +19,7 @@ from bone_seg.errors import BoneSegError
 from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.inference.scan import scan_name
 from bone_seg.inference.slabs import check_part
+from bone_seg.inference.suggest import log_line
 from bone_seg.workflows import predict_morpho
 
 log = logging.getLogger(__name__)
@@ -121,6 +122,8 @@ def _log_report(report: dict, out: Path, members: int, threshold: float) -> None
             log.info("%s: mean %.4f; %.3f%% of voxels above %s (%s)", name, u["mean"] or 0,
                      100 * (u["fraction_above"] or 0), report["uncertainty"]["threshold"],
                      out / name)
+    if report.get("suggestions"):
+        log.info("%s (%s)", log_line(report["suggestions"]), out / "suggestions.json")
     if report["tiff"]:
         log.info("TIFF: %s", report["tiff"])
     log.info("report: %s; summary: %s", out / "report.json", report["summary"])
