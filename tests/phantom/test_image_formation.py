@@ -178,3 +178,22 @@ def test_photon_noise_is_seeded_and_the_same_for_any_slab():
 def test_bad_formation_values_raise_one_clear_error(field, value, message):
     with pytest.raises(BoneSegError, match=message):
         get_preset("tiny", **{field: value})
+
+
+@pytest.mark.parametrize("name", ["default_pv", "default_ct"])
+def test_the_formation_sets_are_the_default_scans_with_valid_formation_params(name):
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[2] / "bone_seg" / "conf" / "phantom_set"
+    default = OmegaConf.to_container(OmegaConf.load(conf / "default.yaml"))["scans"]
+    scans = OmegaConf.to_container(OmegaConf.load(conf / f"{name}.yaml"), resolve=True)["scans"]
+    assert [{k: s.get(k) for k in ("id", "preset", "seed", "shape")} for s in scans] == \
+        [{k: s.get(k) for k in ("id", "preset", "seed", "shape")} for s in default]
+    for scan, base in zip(scans, default, strict=True):
+        assert {k: v for k, v in scan["params"].items() if k in (base.get("params") or {})} == \
+            (base.get("params") or {})
+        preset = get_preset(scan["preset"], scan.get("shape"), **scan["params"])
+        assert preset.supersample == 3 and preset.psf > 0
+        assert (preset.acquisition == "ct") == (name == "default_ct")
