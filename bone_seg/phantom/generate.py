@@ -1,8 +1,10 @@
 """Phantom generation slab by slab: memory bounded by one slab (+ the blur's and PSF's halo).
 
-With partial volume (``supersample`` > 1) the cache holds the slab's planes of the fine Z grid,
-each averaged down to voxels in Y/X (its intensities and sub-voxel counts per structure), never a
-fine slab.
+With partial volume (``supersample`` > 1) one fine plane (``Y·s × X·s``) exists at a time; the cache
+holds the slab's planes of the fine Z grid (``(slab_depth + 2·halo) · supersample_z`` of them),
+each averaged down to voxels in Y/X: its intensities (4 B a voxel) and sub-voxel counts per
+structure (11 B a voxel), never a fine slab. Lower ``slab_depth`` for large scans with
+``supersample_z`` > 1.
 """
 
 from __future__ import annotations
