@@ -82,11 +82,16 @@ class Anatomy:
     Args:
         preset: the phantom's parameters.
         seed: the random seed.
+        grid: sample each slice on a grid this many times finer in Y and X (the sub-voxel
+            centres of voxel ``(y, x)`` lie at ``y + (i + 0.5) / grid - 0.5``, coordinates stay
+            in voxels); a slice's codes are then ``(Y * grid, X * grid)``. ``z`` may be a
+            fraction (a plane between voxel centres). 1: voxel centres, as always.
     """
 
-    def __init__(self, preset: Preset, seed: int):
+    def __init__(self, preset: Preset, seed: int, grid: int = 1):
         self.preset = p = preset
         self.seed = int(seed)
+        self.grid = int(grid)
         Z, Y, X = p.shape
         self.shape = (Z, Y, X)
         rng = np.random.default_rng([self.seed, 1])
@@ -115,7 +120,13 @@ class Anatomy:
         b0 = self.bones[0]
         self.drill = ((Z * rng.uniform(0.45, 0.6), b0.cy + rng.uniform(-0.2, 0.2) * b0.ry,
                        max(1.5, 0.12 * min(b0.ry, b0.rx))) if p.drill_hole else None)
-        yy, xx = np.mgrid[0:Y, 0:X].astype(np.float32)
+        if self.grid == 1:
+            yy, xx = np.mgrid[0:Y, 0:X].astype(np.float32)
+        else:
+            g = self.grid
+            ys = ((np.arange(Y * g) + 0.5) / g - 0.5).astype(np.float32)
+            xs = ((np.arange(X * g) + 0.5) / g - 0.5).astype(np.float32)
+            yy, xx = np.meshgrid(ys, xs, indexing="ij")
         self._yy, self._xx = yy, xx
 
     # ------------------------------------------------------------------ construction
@@ -255,7 +266,7 @@ class Anatomy:
         tissue = core & (_field(self.marrow_waves, z, yy, xx) > self.marrow_threshold)
         return np.where(tissue, CODE["marrow"], CODE["cavity_air"]).astype(np.uint8)
 
-    def _bone_codes(self, b: Bone, z: int, view, yy, xx, opening, notches) -> None:
+    def _bone_codes(self, b: Bone, z: float, view, yy, xx, opening, notches) -> None:
         """Paint bone ``b`` of slice ``z`` into ``view`` (a window of the slice's codes)."""
         p = self.preset
         t = z / max(1, self.shape[0] - 1)
@@ -303,8 +314,10 @@ class Anatomy:
         if np.isfinite(b.z_end):
             opening |= zone & inner & (CLASS_OF[view] == 2)
 
-    def _slice(self, z: int) -> tuple[np.ndarray, np.ndarray]:
-        Y, X = self.shape[1:]
+    def _slice(self, z: float) -> tuple[np.ndarray, np.ndarray]:
+        Yc, Xc = self.shape[1:]
+        Y, X = self._yy.shape
+        g = self.grid
         p = self.preset
         codes = np.zeros((Y, X), np.uint8)
         opening = np.zeros((Y, X), bool)
@@ -313,8 +326,9 @@ class Anatomy:
             cy, cx, ry, rx, _ = self._frame(b, z)
             ridge = b.fossae[:, 4].max() if len(b.fossae) else 0.0
             pad = max(ry, rx) * (1 + p.irregularity + ridge) + 3
-            y0, y1 = max(0, int(cy - pad)), min(Y, int(cy + pad) + 2)
-            x0, x1 = max(0, int(cx - pad)), min(X, int(cx + pad) + 2)
+            # the window in voxels, then on the sampling grid
+            y0, y1 = max(0, int(cy - pad)) * g, min(Yc, int(cy + pad) + 2) * g
+            x0, x1 = max(0, int(cx - pad)) * g, min(Xc, int(cx + pad) + 2) * g
             self._bone_codes(b, z, codes[y0:y1, x0:x1], self._yy[y0:y1, x0:x1],
                              self._xx[y0:y1, x0:x1], opening[y0:y1, x0:x1],
                              notches[y0:y1, x0:x1])
@@ -334,8 +348,8 @@ class Anatomy:
             codes[_hull(INSIDE[codes]) & (codes == 0)] = CODE["between_bones"]
         return codes, opening
 
-    def slice_codes(self, z: int) -> np.ndarray:
-        """Structure codes of slice ``z``."""
+    def slice_codes(self, z: float) -> np.ndarray:
+        """Structure codes of slice ``z`` (on the sampling grid, see ``grid``)."""
         return self._slice(z)[0]
 
     def openings(self, z: int) -> np.ndarray:

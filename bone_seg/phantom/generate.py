@@ -1,4 +1,11 @@
-"""Phantom generation slab by slab: memory bounded by one slab (+ the blur's halo)."""
+"""Phantom generation slab by slab: memory bounded by one slab (+ the blur's and PSF's halo).
+
+With partial volume (``supersample`` > 1) one fine plane (``Y·s × X·s``) exists at a time; the cache
+holds the slab's planes of the fine Z grid (``(slab_depth + 2·halo) · supersample_z`` of them),
+each averaged down to voxels in Y/X: its intensities (4 B a voxel) and sub-voxel counts per
+structure (11 B a voxel), never a fine slab. Lower ``slab_depth`` for large scans with
+``supersample_z`` > 1.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,8 @@ from functools import lru_cache
 import numpy as np
 
 from bone_seg.phantom.anatomy import CLASS_OF, STRUCTURES, Anatomy
-from bone_seg.phantom.imaging import halo, render
+from bone_seg.phantom.imaging import fine_planes, halo, plane, psf_halo, render
+from bone_seg.phantom.partial_volume import voxel_codes
 from bone_seg.phantom.presets import Preset
 
 
@@ -18,19 +26,27 @@ def generate_slabs(
     """Yield ``(z0, image, mask, structure_counts)`` for consecutive slabs of the phantom.
 
     The result does not depend on ``slab_depth``; ``structure_counts`` are voxel counts of the
-    slab per structure (:data:`~bone_seg.phantom.anatomy.STRUCTURES`).
+    slab per structure (:data:`~bone_seg.phantom.anatomy.STRUCTURES`; with partial volume, each
+    voxel counts as its structure code by :func:`~bone_seg.phantom.partial_volume.voxel_codes`).
     """
-    anatomy = Anatomy(preset, seed)
+    anatomy = Anatomy(preset, seed, grid=preset.supersample)
     depth = preset.shape[0]
     slab_depth = max(1, int(slab_depth))
+    sz = preset.supersample_z
 
-    @lru_cache(maxsize=slab_depth + 2 * halo(anatomy) + 2)
+    @lru_cache(maxsize=(slab_depth + 2 * halo(anatomy)) * sz + 2 * psf_halo(anatomy) + 2)
+    def plane_of(zf: int) -> tuple[np.ndarray, np.ndarray]:
+        return plane(anatomy, zf)
+
     def codes_of(z: int) -> np.ndarray:
-        return anatomy.slice_codes(z)
+        if not fine_planes(anatomy):
+            return plane_of(z)[1]
+        counts = sum(plane_of(z * sz + k)[1].astype(np.int32) for k in range(sz))
+        return voxel_codes(counts)
 
     for z0 in range(0, depth, slab_depth):
         z1 = min(depth, z0 + slab_depth)
-        image = render(anatomy, z0, z1, codes_of)
+        image = render(anatomy, z0, z1, plane_of)
         codes = np.stack([codes_of(z) for z in range(z0, z1)])
         counts = dict(zip(STRUCTURES, np.bincount(codes.ravel(), minlength=len(STRUCTURES))
                           .tolist(), strict=True))
@@ -50,7 +66,8 @@ def generate(preset: Preset, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
 
 
 def structure_codes(preset: Preset, seed: int) -> np.ndarray:
-    """The structure code of every voxel (:data:`~bone_seg.phantom.anatomy.STRUCTURES`), in
-    memory (small presets, tests and benchmarks only)."""
+    """The structure code at every voxel's centre (:data:`~bone_seg.phantom.anatomy.STRUCTURES`;
+    point-sampled whatever ``supersample``), in memory (small presets, tests and benchmarks
+    only)."""
     anatomy = Anatomy(preset, seed)
     return np.stack([anatomy.slice_codes(z) for z in range(preset.shape[0])])

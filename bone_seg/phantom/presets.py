@@ -14,6 +14,8 @@ from bone_seg.errors import BoneSegError
 LAYOUTS = ("row", "cluster")
 SPECIMENS = ("hydrated", "dry", "contracted")
 DTYPES = ("uint8", "uint16", "float32")
+ACQUISITIONS = (None, "ct")
+MAX_SUPERSAMPLE = 7
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,24 @@ class Preset:
     blur: float = 0.7                 # gaussian sigma (partial volume)
     noise: float = 0.03               # SD of the additive noise
     steps: tuple[tuple[float, float], ...] = ()  # (gain, offset) per part of a composite scan
+    # image formation closer to a reconstructed micro-CT (bone_seg/phantom/imaging.py); the
+    # defaults reproduce the original phantoms bitwise
+    supersample: int = 1              # partial volume: geometry rendered on a grid this many times
+                                      # finer in Y and X (odd: 1 off, 3, 5, 7), intensities
+                                      # averaged down, labels by the >= 50 % rule
+                                      # (bone_seg/phantom/partial_volume.py)
+    supersample_z: int = 1            # the same along Z (odd)
+    psf: float = 0.0                  # the scanner's resolution: gaussian sigma in voxels,
+                                      # applied on the fine grid before averaging (blur above is
+                                      # applied after, on the voxel grid)
+    acquisition: str | None = None    # None | ct: per slice forward projection, Beer-Lambert
+                                      # photon counts, filtered back-projection
+                                      # (bone_seg/phantom/acquisition.py)
+    ct_angles: int = 180              # ct: projections over 180 degrees
+    ct_photons: float | None = 20000.0  # ct: photons per detector pixel of an unattenuated ray
+                                      # (Poisson noise); None: noise-free
+    ct_attenuation: float = 4.0       # ct: attenuation (line integral) of a ray crossing the whole
+                                      # field through intensity 1 above air
     extra: dict = field(default_factory=dict)
 
     def check(self) -> Preset:
@@ -74,7 +94,33 @@ class Preset:
             raise BoneSegError(f"marrow_fraction={self.marrow_fraction}, marrow_shrink="
                                f"{self.marrow_shrink}: give 0 < marrow_fraction < 1 and "
                                "0 < marrow_shrink <= 1")
+        self._check_formation()
         return self
+
+    def _check_formation(self) -> None:
+        """Refuse image-formation values (supersample, psf, acquisition, ct_*)."""
+        for key in ("supersample", "supersample_z"):
+            value = getattr(self, key)
+            if (isinstance(value, bool) or not isinstance(value, int)
+                    or not 1 <= value <= MAX_SUPERSAMPLE or value % 2 == 0):
+                raise BoneSegError(f"{key}={value!r}: give an odd integer from 1 (off) to "
+                                   f"{MAX_SUPERSAMPLE} (odd: a voxel's sub-voxel count is odd, "
+                                   "so the >= 50 % bone rule never ties)")
+        if not isinstance(self.psf, (int, float)) or not 0 <= self.psf < 10:
+            raise BoneSegError(f"psf={self.psf!r}: give the gaussian sigma in voxels, "
+                               "0 <= psf < 10 (0: off)")
+        if self.acquisition not in ACQUISITIONS:
+            raise BoneSegError(f"acquisition={self.acquisition!r}: choose null (off) or ct")
+        if (isinstance(self.ct_angles, bool) or not isinstance(self.ct_angles, int)
+                or self.ct_angles < 8):
+            raise BoneSegError(f"ct_angles={self.ct_angles!r}: give an integer >= 8")
+        if self.ct_photons is not None and not (isinstance(self.ct_photons, (int, float))
+                                                and 1 <= self.ct_photons < 1e12):
+            raise BoneSegError(f"ct_photons={self.ct_photons!r}: give photons per ray, "
+                               "1 <= ct_photons < 1e12, or null for no photon noise")
+        if not isinstance(self.ct_attenuation, (int, float)) or not 0 < self.ct_attenuation <= 20:
+            raise BoneSegError(f"ct_attenuation={self.ct_attenuation!r}: give 0 < "
+                               "ct_attenuation <= 20")
 
     def with_shape(self, shape) -> Preset:
         """The same preset at another size."""
