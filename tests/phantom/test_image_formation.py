@@ -180,14 +180,14 @@ def test_bad_formation_values_raise_one_clear_error(field, value, message):
         get_preset("tiny", **{field: value})
 
 
-@pytest.mark.parametrize("name", ["default_pv", "default_ct"])
+@pytest.mark.parametrize("name", ["default", "default_ct"])
 def test_the_formation_sets_are_the_default_scans_with_valid_formation_params(name):
     from pathlib import Path
 
     from omegaconf import OmegaConf
 
     conf = Path(__file__).resolve().parents[2] / "bone_seg" / "conf" / "phantom_set"
-    default = OmegaConf.to_container(OmegaConf.load(conf / "default.yaml"))["scans"]
+    default = OmegaConf.to_container(OmegaConf.load(conf / "classic.yaml"))["scans"]
     scans = OmegaConf.to_container(OmegaConf.load(conf / f"{name}.yaml"), resolve=True)["scans"]
     assert [{k: s.get(k) for k in ("id", "preset", "seed", "shape")} for s in scans] == \
         [{k: s.get(k) for k in ("id", "preset", "seed", "shape")} for s in default]
