@@ -33,7 +33,8 @@ def test_dims_sweep_reports_its_three_modes(tmp_path, deep_tiny_store):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.pop("OMP_NUM_THREADS", None)  # the launcher decides each job's threads
     sweep = [str(BIN / "bone-fit"), "-m", "sweeps=dims", "hydra/launcher=local_parallel",
-             f"paths.root={tmp_path}", f"data.store={deep_tiny_store}", "data.num_folds=3",
+             "hydra.launcher.n_jobs=3",
+             f"paths.root={tmp_path}", f"data.store={deep_tiny_store}", "data.num_folds=6",
              "data.test_fold=1", "seed=42", "trainer.max_epochs=1", "dims_patch=32",
              "dims_steps=1", "dims_batch_3d=2", "data.num_workers=0", "test.batch_size=2"]
     proc = subprocess.run(sweep, capture_output=True, text=True, env=env, timeout=900)

@@ -8,10 +8,12 @@ import json
 import pytest
 import yaml
 from fit_helpers import TINY, run_dirs, run_fit
+from omegaconf import OmegaConf
 
 from bone_seg.cli.app import compose_config
 from bone_seg.errors import BoneSegError
 from bone_seg.weights.safetensors_file import load_weights
+from bone_seg.workflows.mlflow_run import run_params
 from bone_seg.workflows.publish import check_target
 
 SMALL = [o for o in TINY if not o.startswith("experiment=")] + ["trainer.max_epochs=1"]
@@ -30,6 +32,12 @@ def test_the_recipes_compose_with_their_documented_starting_points(tmp_path, mon
     assert fine.model.optimizer.lr < pre.model.optimizer.lr
     assert fine.data.store == "bone_seg_out/data/store"
     assert compose_config("fit").publish_to is None  # nothing is published unless asked
+    # where the weights go is plumbing, not a setting of the experiment: no MLflow param
+    params = run_params(OmegaConf.to_container(pre, resolve=True))
+    assert "publish_to" not in params and params["data.mode"] == pre.data.mode
+    dims = run_params(OmegaConf.to_container(compose_config("fit", ["sweeps=dims"]),
+                                             resolve=True))
+    assert not [k for k in dims if k.startswith("dims_batch.")] and "dims_batch_3d" in dims
 
 
 @pytest.mark.parametrize("value, message", [
