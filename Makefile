@@ -7,7 +7,7 @@ STAMP := $(VENV)/.bone_seg-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo test install lint bench clean pretrained
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,14 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/bone-demo
+
+# the pretrained starting model (model.net.weights=pretrained, bone-predict weights=pretrained):
+# phantoms (conf/phantom_set/pretrain.yaml) -> their own store -> bone-fit experiment=pretrain,
+# published to ${BONE_SEG_CACHE:-~/.cache/bone_seg}/pretrained/pretrained.safetensors. Sizes:
+# make pretrained PRETRAIN_ARGS="trainer.max_epochs=2" PHANTOM_ARGS="phantom_set.shape=[32,128,128]"
+# (COMMON_ARGS="paths.root=... threads=2", PRETRAINED_NAME=<name>: scripts/make_pretrained.sh)
+pretrained: $(STAMP)
+	BIN=$(BIN) scripts/make_pretrained.sh
 
 # the SLURM tests (tests/slurm/) run on a one-node cluster started for them and stopped afterwards
 test: $(STAMP)

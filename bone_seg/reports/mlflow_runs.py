@@ -326,28 +326,40 @@ def config_results(sweep: SweepRuns) -> list[ConfigResult]:
     owner: dict[str, str] = {}
     out = []
     for run in tqdm(runs, desc="reading runs", unit="run", disable=None):
-        run_id = run.info.run_id
-        arch, encoder, patch = (_tag(run, k) for k in ("arch", "encoder", "patch_size"))
-        name = f"{arch} | {encoder} | {patch} px"
-        if len(modes) > 1:
-            name += f" | {run.data.tags.get('mode')}"
-        if name in owner:
+        result = run_result(sweep.client, run, with_mode=len(modes) > 1)
+        if result.name in owner:
             raise BoneSegError(
-                f"runs {owner[name]} and {run_id} of {sweep.selection} are both {name!r}; rank "
-                f"one run per configuration (delete one, or tag it with another {SWEEP_TAG})"
+                f"runs {owner[result.name]} and {run.info.run_id} of {sweep.selection} are both "
+                f"{result.name!r}; rank one run per configuration (delete one, or tag it with "
+                f"another {SWEEP_TAG}; a sweep over folds or seeds: bone-report by=mode)"
             )
-        owner[name] = run_id
-        batch = run.data.params.get(BATCH_SIZE_PARAM)
-        if batch is None:
-            raise BoneSegError(f"run {run_id}: missing param {BATCH_SIZE_PARAM!r}")
-        out.append(ConfigResult.from_mapping({
-            "name": name, "arch": arch, "encoder": encoder, "patch_size": label(patch),
-            "miou": _run_miou(sweep.client, run),
-            "batch_size": batch,
-            "gpu_util": _metric(run, GPU_UTIL, required=False),
-            "flops": _metric(run, FLOPS),
-            "params": _metric(run, PARAMS),
-            "vram": _metric(run, PEAK_VRAM, required=False),
-            "fit_time": _metric(run, FIT_TIME),
-        }, where=f"run {run_id}"))
+        owner[result.name] = run.info.run_id
+        out.append(result)
     return out
+
+
+def run_result(client, run, with_mode: bool = False) -> ConfigResult:
+    """The :class:`ConfigResult` of one fit run, named ``"<arch> | <encoder> | <patch_size> px"``
+    (``" | <mode>"`` appended with ``with_mode``).
+
+    Raises:
+        BoneSegError: a missing tag, param or metric (run id and key named).
+    """
+    run_id = run.info.run_id
+    arch, encoder, patch = (_tag(run, k) for k in ("arch", "encoder", "patch_size"))
+    name = f"{arch} | {encoder} | {patch} px"
+    if with_mode:
+        name += f" | {run.data.tags.get('mode')}"
+    batch = run.data.params.get(BATCH_SIZE_PARAM)
+    if batch is None:
+        raise BoneSegError(f"run {run_id}: missing param {BATCH_SIZE_PARAM!r}")
+    return ConfigResult.from_mapping({
+        "name": name, "arch": arch, "encoder": encoder, "patch_size": label(patch),
+        "miou": _run_miou(client, run),
+        "batch_size": batch,
+        "gpu_util": _metric(run, GPU_UTIL, required=False),
+        "flops": _metric(run, FLOPS),
+        "params": _metric(run, PARAMS),
+        "vram": _metric(run, PEAK_VRAM, required=False),
+        "fit_time": _metric(run, FIT_TIME),
+    }, where=f"run {run_id}")

@@ -23,6 +23,7 @@ from torch import nn
 from bone_seg.errors import BoneSegError
 from bone_seg.networks import pretrained
 from bone_seg.networks.factory import build_net, freeze_encoder_of, load_state_into, resolve_spec
+from bone_seg.weights import cache
 from bone_seg.weights.detect import load_any_weights
 from bone_seg.weights.meta import WeightsMeta
 
@@ -42,7 +43,9 @@ def create_net(arch: str = "unet", encoder: str = "resnet18", *, mode: str = "2d
         num_classes: output classes.
         weights: ``None``/``null``/``random``; a pretrained weights name of the encoder
             (``imagenet``...) read from the local cache only; or a weights file (bone_seg
-            ``.safetensors`` or BONe ``.pth``) whose state dict must match the network.
+            ``.safetensors`` or BONe ``.pth``) whose state dict must match the network. The
+            alias ``pretrained[:<name>]`` must be resolved first
+            (:func:`bone_seg.weights.cache.resolve_weights`).
         freeze_encoder: keep the encoder's parameters and normalisation statistics fixed.
         adapt_heads: with a weights file, leave the first convolution and the segmentation head
             freshly initialised when their shapes differ (other channels/classes than the file).
@@ -66,6 +69,10 @@ def create_net(arch: str = "unet", encoder: str = "resnet18", *, mode: str = "2d
         found = pretrained.resolve_pretrained(spec.encoder, weights, spec.mode)
         with pretrained.hub_offline(found.hf_offline):
             net = build_net(spec, found.encoder_weights, **found.extra_kwargs)
+    elif cache.alias_name(weights) is not None:  # the caller did not resolve the alias
+        raise BoneSegError(f"model.net.weights={weights}: the pretrained model's file is found "
+                           "from paths.pretrained by bone-fit and bone-predict; in Python pass "
+                           "bone_seg.weights.cache.resolve_weights(weights, <cache folder>)")
     elif _looks_like_path(weights):
         raise BoneSegError(f"model.net.weights={str(weights)!r}: no such weights file")
     else:  # an unknown pretrained name: the resolver explains

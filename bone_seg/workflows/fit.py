@@ -24,7 +24,7 @@ import lightning.pytorch as pl
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bone_seg import records
 from bone_seg.atomic import write_json_atomic
@@ -32,7 +32,7 @@ from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO, read_checkp
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
 from bone_seg.io.store import DatasetStore
-from bone_seg.workflows import mlflow_run, slurm_job
+from bone_seg.workflows import mlflow_run, publish, slurm_job
 
 log = logging.getLogger("bone_seg.fit")
 
@@ -61,6 +61,21 @@ def run_tags(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
         "output_dir": cfg.paths.output_dir,
         **slurm_job.job_tags(),
     }
+
+
+def resolve_start_weights(cfg: DictConfig) -> None:
+    """``model.net.weights=pretrained[:<name>]``: the published model's file in
+    ``paths.pretrained`` (:mod:`bone_seg.weights.cache`), written back into ``cfg`` so that the
+    run's config, its MLflow params and the weights' metadata name the file itself."""
+    from bone_seg.weights.cache import alias_name, resolve_weights
+
+    weights = cfg.model.net.get("weights")
+    if alias_name(weights) is None:
+        return
+    path = resolve_weights(weights, cfg.paths.get("pretrained"))
+    log.info("model.net.weights=%s: %s", weights, path)
+    with open_dict(cfg):
+        cfg.model.net.weights = path
 
 
 def check_patch_size(net: DictConfig, datamodule: Any) -> None:
@@ -97,6 +112,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Fit a model as ``cfg`` says; returns the run's summary (best score, paths, run id)."""
     t0 = time.perf_counter()
     out = Path(cfg.paths.output_dir)
+    resolve_start_weights(cfg)  # before any work: a missing pretrained model is one error line
+    publish_to = publish.check_target(cfg.get("publish_to"))
     config = OmegaConf.to_container(cfg, resolve=True)
     is_rank0 = slurm_job.is_global_rank0()
     if is_rank0:
@@ -137,6 +154,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path,
                         weights_only=True)
             summary = _finish(cfg, trainer, datamodule, callbacks, logger, out, t0)
+            if publish_to is not None and trainer.is_global_zero:
+                summary["published"] = str(publish.publish_weights(
+                    summary["weights"], publish_to, summary))
     except BaseException:
         log.debug("the fit failed", exc_info=True)  # the traceback, in the run's log only
         mlflow_run.end_failed(logger, run_files(out, callbacks))

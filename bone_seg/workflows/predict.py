@@ -148,7 +148,10 @@ def _weights(cfg: DictConfig) -> list[str]:
             raise BoneSegError("bone-predict needs weights=<file> (or a list of files: an "
                                "ensemble) or sweep=<name> [seed=<seed>]; e.g. bone-predict "
                                "weights=best.safetensors scan=s01_mouse")
-        return weights_list(cfg.weights)
+        from bone_seg.weights.cache import resolve_weights
+
+        pretrained = cfg.paths.get("pretrained")
+        return [resolve_weights(w, pretrained, key="weights") for w in weights_list(cfg.weights)]
     from bone_seg.workflows.sweep_weights import sweep_weights
 
     files, names, selection = sweep_weights(cfg, Path(cfg.predictions))

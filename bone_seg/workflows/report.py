@@ -1,5 +1,5 @@
 """``bone-report``: cross-validation table or weighted ranking from the MLflow runs of a sweep
-(conf/report.yaml)."""
+(conf/report.yaml); ``by=mode`` compares the sweep's training modes (sweeps/dims.yaml)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.errors import BoneSegError
+from bone_seg.reports.by_mode import check_by, write_cv_by_mode, write_rank_by_mode
 from bone_seg.reports.mlflow_publish import log_report_run
 from bone_seg.reports.mlflow_runs import config_results, cv_records, fetch_runs
 from bone_seg.reports.ranking import paper_weights
@@ -23,13 +24,16 @@ def run(cfg: DictConfig) -> str:
         raise BoneSegError(f"kind={cfg.kind!r} is not a report; use one of {', '.join(KINDS)}")
     if cfg.sweep and cfg.parent_run:
         raise BoneSegError("give sweep=<name> or parent_run=<run id>, not both")
+    by = check_by(cfg.get("by"))
     runs = fetch_runs(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.sweep,
                       cfg.parent_run)
     log.info("%s: %d finished runs", runs.selection, len(runs.runs))
-    if cfg.kind == "cv":
+    if cfg.kind == "cv" and by == "mode":
+        report = write_cv_by_mode(runs, cfg.out, f"Cross-validation: {runs.selection}")
+    elif cfg.kind == "cv":
         report = write_cv_report(cv_records(runs), cfg.out, f"Cross-validation: {runs.selection}")
     else:
-        report = _rank_report(cfg, runs)
+        report = _rank_report(cfg, runs, by)
     print(report.markdown, flush=True)
     for path in report.files:
         log.info("wrote %s", path)
@@ -44,12 +48,15 @@ def run(cfg: DictConfig) -> str:
     return str(cfg.out)
 
 
-def _rank_report(cfg: DictConfig, runs):
+def _rank_report(cfg: DictConfig, runs, by: str | None):
     rank = cfg.rank
     if int(rank.top) < 1:
         raise BoneSegError(f"rank.top={rank.top} must be at least 1")
     weights = (OmegaConf.to_container(rank.weights) if rank.weights is not None
                else paper_weights(float(rank.miou_weight)))
-    return write_rank_report(config_results(runs), cfg.out, f"Weighted ranking: {runs.selection}",
-                             weights=weights, missing=rank.missing,
-                             miou_weights=[float(w) for w in rank.sensitivity], top=int(rank.top))
+    settings = {"weights": weights, "missing": rank.missing,
+                "miou_weights": [float(w) for w in rank.sensitivity], "top": int(rank.top)}
+    title = f"Weighted ranking: {runs.selection}"
+    if by == "mode":
+        return write_rank_by_mode(runs, cfg.out, title, **settings)
+    return write_rank_report(config_results(runs), cfg.out, title, **settings)

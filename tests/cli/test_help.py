@@ -88,7 +88,8 @@ def test_fit_help_lists_its_groups_with_options_and_the_keys_of_each(probe):
     names = [line.split()[0] for line in groups.splitlines()]
     assert names == ["paths", "data", "model", "model/net", "trainer", "logger", "callbacks",
                      "experiment", "sweeps", "hydra/launcher"]
-    assert "bp2d03, easy, quick" in groups and "cv, grid" in groups and "[unet]" in groups
+    assert "bp2d03, easy, finetune, pretrain, quick" in groups and "[unet]" in groups
+    assert "cv, dims, grid" in groups
     assert "local_parallel, slurm" in groups
     assert "  data.<key>: store, num_folds, test_fold" in text
     assert "  model.net.<key>: arch, encoder" in text

@@ -78,3 +78,35 @@ def test_grid_shrinks_with_grid_scale():
     sizes = {resolve_job("grid", job, extra)["data"]["patch_size"]
              for job in sweep_jobs("grid", extra)}
     assert sizes == {64, 128}
+
+
+def test_dims_is_three_modes_on_the_same_folds_and_seeds_at_equal_labelled_voxels():
+    jobs = sweep_jobs("dims")
+    assert len(jobs) == 45
+    pairs: dict[str, set] = {}
+    per_step: dict[str, int] = {}
+    for job in jobs:
+        cfg = resolve_job("dims", job)
+        data, mode = cfg["data"], cfg["data"]["mode"]
+        assert cfg["sweep"] == "dims" and data["num_folds"] == 5
+        pairs.setdefault(mode, set()).add((data["test_fold"], cfg["seed"]))
+        depth = data["patch_depth"] if mode == "3d" else None
+        per_step[mode] = data["batch_size"] * (depth or 1) * data["patch_size"] ** 2
+        assert cfg["trainer"]["limit_train_batches"] == cfg["dims_steps"]
+        if mode == "3d":
+            assert data["tile_depth"] == depth  # a slab is one patch deep
+        if len(pairs[mode]) == 1:  # once per mode: the network takes the patch
+            validate_patch_size("unet", "resnet18", data["patch_size"], mode, depth,
+                                in_channels=data["slices"] if mode == "2.5d" else 1)
+    assert set(pairs) == {"2d", "2.5d", "3d"}
+    assert pairs["2d"] == pairs["2.5d"] == pairs["3d"] == {
+        (f, s) for f in range(1, 6) for s in (42, 1701, 1864)}
+    assert len(set(per_step.values())) == 1, per_step  # the same labelled voxels per step
+
+
+def test_dims_sizes_follow_its_keys():
+    extra = ("dims_patch=64", "dims_batch_3d=3", "dims_steps=3")
+    cfgs = {cfg["data"]["mode"]: cfg for cfg in
+            (resolve_job("dims", job, extra) for job in sweep_jobs("dims", extra)[::15])}
+    assert cfgs["2d"]["data"]["batch_size"] == 96 and cfgs["3d"]["data"]["batch_size"] == 3
+    assert {c["data"]["patch_size"] for c in cfgs.values()} == {64}
