@@ -1,6 +1,7 @@
-"""A cross-validation sweep on partly labelled scans, end to end: phantoms whose masks keep a few
-labelled slices (255 elsewhere) imported through bone-import's own check, a 2-fold multirun of
-bone-fit, then bone-report; the test folds' scores leave the unlabelled voxels out and count them."""
+"""A cross-validation sweep on partly labelled scans, end to end: phantoms whose masks keep a
+few labelled slices (255 elsewhere) imported through bone-import's own check, a 2-fold multirun
+of bone-fit, then bone-report; the test folds' scores leave the unlabelled voxels out and count
+them."""
 
 from __future__ import annotations
 
