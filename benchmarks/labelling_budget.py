@@ -46,13 +46,16 @@ def _run(cmd: list[str], log: Path) -> None:
         raise SystemExit(f"error: {' '.join(cmd[:2])} failed (exit {proc.returncode}); see {log}")
 
 
+FORMATION = {"supersample": 3, "psf": 0.8, "blur": 0.0}  # the default set's image formation
+
+
 def _phantoms(root: Path, preset: str, n_train: int, n_test: int, shape) -> tuple[list, list]:
     from bone_seg.workflows.phantom import make_phantom_set
 
-    train = [{"id": f"a{i + 1}_{preset}", "preset": preset, "seed": 700 + i, "shape": shape}
-             for i in range(n_train)]
-    test = [{"id": f"b{i + 1}_{preset}", "preset": preset, "seed": 800 + i, "shape": shape}
-            for i in range(n_test)]
+    train = [{"id": f"a{i + 1}_{preset}", "preset": preset, "seed": 700 + i, "shape": shape,
+              "params": dict(FORMATION)} for i in range(n_train)]
+    test = [{"id": f"b{i + 1}_{preset}", "preset": preset, "seed": 800 + i, "shape": shape,
+             "params": dict(FORMATION)} for i in range(n_test)]
     make_phantom_set(root / "phantoms", train + test, workers=1)
     return [s["id"] for s in train], [s["id"] for s in test]
 
@@ -146,7 +149,7 @@ def main() -> None:
     ap.add_argument("--pretrained", required=True)
     ap.add_argument("--root", default="/tmp/bench_budget")
     ap.add_argument("--preset", default="packed")
-    ap.add_argument("--shape", type=int, nargs=3, default=[32, 192, 192])
+    ap.add_argument("--shape", type=int, nargs=3, default=[32, 256, 256])
     ap.add_argument("--train", type=int, default=2)
     ap.add_argument("--test", type=int, default=2)
     ap.add_argument("--budgets", nargs="+", default=["0", "1", "3", "5", "10", "full"])

@@ -86,18 +86,21 @@ def test_dims_is_three_modes_on_the_same_folds_and_seeds_at_equal_labelled_voxel
     pairs: dict[str, set] = {}
     per_step: dict[str, int] = {}
     for job in jobs:
+        values = dict(o.split("=", 1) for o in job)
+        mode = values["data.mode"]
+        pairs.setdefault(mode, set()).add((int(values["data.test_fold"]), int(values["seed"])))
+        if len(pairs[mode]) > 1:
+            continue  # the folds and seeds change nothing else: one job per mode is resolved
         cfg = resolve_job("dims", job)
-        data, mode = cfg["data"], cfg["data"]["mode"]
-        assert cfg["sweep"] == "dims" and data["num_folds"] == 5
-        pairs.setdefault(mode, set()).add((data["test_fold"], cfg["seed"]))
+        data = cfg["data"]
+        assert cfg["sweep"] == "dims" and data["num_folds"] == 5 and data["mode"] == mode
         depth = data["patch_depth"] if mode == "3d" else None
         per_step[mode] = data["batch_size"] * (depth or 1) * data["patch_size"] ** 2
         assert cfg["trainer"]["limit_train_batches"] == cfg["dims_steps"]
         if mode == "3d":
             assert data["tile_depth"] == depth  # a slab is one patch deep
-        if len(pairs[mode]) == 1:  # once per mode: the network takes the patch
-            validate_patch_size("unet", "resnet18", data["patch_size"], mode, depth,
-                                in_channels=data["slices"] if mode == "2.5d" else 1)
+        validate_patch_size("unet", "resnet18", data["patch_size"], mode, depth,
+                            in_channels=data["slices"] if mode == "2.5d" else 1)
     assert set(pairs) == {"2d", "2.5d", "3d"}
     assert pairs["2d"] == pairs["2.5d"] == pairs["3d"] == {
         (f, s) for f in range(1, 6) for s in (42, 1701, 1864)}
