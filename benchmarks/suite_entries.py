@@ -71,4 +71,12 @@ ENTRIES = (
     Entry("ensemble_accuracy", "ensemble_accuracy.py",
           "do an ensemble, TTA and post-processing segment held-out scans better?",
           recorded=True),
+    Entry("image_formation", "image_formation.py",
+          "does partial volume + the scanner's PSF give phantoms whose models find the bone edge "
+          "of a reconstructed CT?", recorded=True),
+    Entry("pretrained", "pretrained_eval.py",
+          "how good is the pretrained starting model on presets and seeds it never saw?",
+          recorded=True),
+    Entry("labelling_budget", "labelling_budget.py",
+          "how many labelled slices does fine-tuning on a new kind of scan need?", recorded=True),
 )

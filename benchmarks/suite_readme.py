@@ -74,11 +74,14 @@ def times(results: list[dict]) -> list[str]:
     return lines
 
 
-def render(peak: dict, results: list[dict], threads: int, quick: bool, wall: float) -> str:
+def render(peak: dict, results: list[dict], threads: int, quick: bool, wall: float,
+           generated: str | None = None, refreshed: str | None = None) -> str:
+    """The README; ``generated`` (default now) is when the measured entries ran, ``refreshed``
+    when the recorded ones were last read in (``run_all.py --recorded-only``)."""
     rows = [r for res in results for r in res["rows"] if r.get("target")]
     passed = sum(verdict(r) == "pass" for r in rows)
     failed = sum(verdict(r) == "fail" for r in rows) + sum(bool(r["error"]) for r in results)
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    now = generated or dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     head = [
         "# Benchmarks",
         "",
@@ -92,6 +95,9 @@ def render(peak: dict, results: list[dict], threads: int, quick: bool, wall: flo
         f"memory read **{peak['read_gbs']:.1f} GB/s**. Compute-bound work is reported as a "
         "fraction of the matmul figure.",
         f"- **Targets**: {passed} pass, {failed} fail.",
+        *([f"- **Recorded entries** (accuracy experiments, hours on 2 cores) read in again from "
+           f"`recorded.json` on {refreshed} (`run_all.py --recorded-only`); the measured rows "
+           "are those of the run above."] if refreshed else []),
         "",
     ]
     body = ["## Results", "", *table(results), "", "## Entries and their wall time", "",
@@ -106,11 +112,16 @@ def _write(path: Path, text: str) -> None:
 
 
 def write_outputs(out: Path, peak: dict, results: list[dict], threads: int, quick: bool,
-                  wall: float, partial: bool = False) -> tuple[Path, Path]:
+                  wall: float, partial: bool = False, date: str | None = None,
+                  refreshed: str | None = None) -> tuple[Path, Path]:
+    """README.md and results.json; ``date`` (ISO, default now) is when the measured entries
+    ran, ``refreshed`` when the recorded ones were read in again."""
     out.mkdir(parents=True, exist_ok=True)
     readme, js = out / "README.md", out / "results.json"
-    _write(readme, render(peak, results, threads, quick, wall))
-    data = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "quick": quick,
+    date = date or dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    shown = dt.datetime.fromisoformat(date).strftime("%Y-%m-%d %H:%M UTC")
+    _write(readme, render(peak, results, threads, quick, wall, shown, refreshed))
+    data = {"date": date, "refreshed": refreshed, "quick": quick,
             "threads": threads, "partial": partial, "wall_s": wall, "peak": peak,
             "entries": [{**res, "rows": [{**r, "result": verdict(r)} for r in res["rows"]]}
                         for res in results]}
