@@ -158,6 +158,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--fit", nargs="*", default=[], help="more bone-fit overrides")
+    ap.add_argument("--random-fit", nargs="*", default=["model.optimizer.lr=0.001"],
+                    help="bone-fit overrides of the fits from random weights (default: the "
+                    "learning rate of training from scratch)")
+    ap.add_argument("--full-fit", nargs="*", default=["data.patches_per_tile=2"],
+                    help="bone-fit overrides of the fits on full masks (default: 2 patches "
+                    "per slice: 64 a 32-slice scan, about as many as 8 on 8 labelled slices)")
+    ap.add_argument("--tag", default="", help="prefix of the fits' names (recipes side by side)")
     args = ap.parse_args()
     import torch
 
@@ -189,8 +196,10 @@ def main() -> None:
     if "0" in args.budgets:
         results[("0", "pretrained", "-")] = _pretrained_alone(root, weights, full_store, test)
     with ThreadPoolExecutor(args.jobs) as pool:
-        futures = {key: pool.submit(_fit, root, "_".join(key).replace("-", "all"), store, start,
-                                    args.epochs, args.fit)
+        futures = {key: pool.submit(_fit, root, args.tag + "_".join(key).replace("-", "all"),
+                                    store, start, args.epochs,
+                                    args.fit + (args.random_fit if start is None else [])
+                                    + (args.full_fit if key[0] == "full" else []))
                    for key, (store, start) in plans.items()}
         for key, fut in futures.items():
             results[key] = fut.result()
@@ -209,7 +218,7 @@ def main() -> None:
                  "test mIoU", f"{five:.4f}", f"full {full:.4f}", five / full,
                  ">= 0.95" if sel == "suggested" else None)
     json.dump({"|".join(k): v for k, v in results.items()},
-              open(root / "results.json", "w"), indent=1)
+              open(root / f"{args.tag}results.json", "w"), indent=1)
 
 
 if __name__ == "__main__":
