@@ -10,7 +10,7 @@ Axes (bone_seg's modes):
 
 y/x (and z) sizes are parameterised: ``min + n * step`` with ``step`` the network's down-sampling
 factor (32 in y/x; the patch depth in z); the output (class probabilities, one channel per class)
-has the input's size and a halo of :func:`halo` px per side, what a tiling consumer crops
+has the input's size and a halo of :func:`halo` voxels per side, what a tiling consumer crops
 (bone_seg's predictor blends overlapping windows instead: an overlap of 0.25 of the window).
 
 Normalisation. bone_seg normalises a scan with the **whole scan's** statistics over voxels > 0
@@ -36,10 +36,11 @@ TOLERANCE = {"absolute_tolerance": 1e-4, "relative_tolerance": 1e-3,
              "mismatched_elements_per_million": 100}  # ONNX Runtime vs TorchScript: ~1e-6
 
 
-def halo(meta: WeightsMeta) -> int:
-    """Output halo per side in y/x: an eighth of the patch (bone_seg's overlap 0.25 of a window
-    shared by two neighbours)."""
-    return max(1, int(meta.patch_size) // 8)
+def halo(meta: WeightsMeta, axis: str = "y") -> int:
+    """Output halo per side: an eighth of the patch (bone_seg's overlap 0.25 of a window shared
+    by two neighbours), in y/x or (3D) in z of the patch depth."""
+    size = int(meta.patch_depth or 16) if axis == "z" else int(meta.patch_size)
+    return max(1, size // 8)
 
 
 def spatial_axes(meta: WeightsMeta) -> list[str]:
@@ -77,14 +78,13 @@ def input_axes(meta: WeightsMeta, voxel_size: float | None) -> list[dict[str, An
 
 
 def output_axes(meta: WeightsMeta, voxel_size: float | None) -> list[dict[str, Any]]:
-    h = halo(meta)
     axes: list[dict[str, Any]] = [
         {"type": "batch"},
         {"type": "channel", "channel_names": [str(n) for n in meta.class_names]}]
     for a in spatial_axes(meta):
         axis: dict[str, Any] = {"type": "space", "id": a,
                                 "size": {"tensor_id": INPUT_ID, "axis_id": a},
-                                "halo": 0 if a == "z" else h}
+                                "halo": halo(meta, a)}
         if voxel_size:
             axis.update(scale=float(voxel_size), unit="micrometer")
         axes.append(axis)
