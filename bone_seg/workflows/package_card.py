@@ -77,8 +77,8 @@ def model_card(meta: WeightsMeta, *, name: str, weights_name: str, voxel_size: f
         "",
         "## How to run",
         "- **Fiji / deepImageJ**: Plugins > deepImageJ > Install Model > this zip; open a "
-        "slice (or stack for 3D), run the model (ONNX weights); the arg-max of the output "
-        "channels is the label image.",
+        "slice (or stack for 3D), run the model (TorchScript or ONNX weights); the arg-max of "
+        "the output channels is the label image.",
         "- **Python**: `pip install bioimageio.core onnxruntime`, then "
         "`bioimageio predict --weight-format onnx <this.zip> --inputs <image.npy>` or "
         "`bioimageio.core.predict(model='<this.zip>', inputs=array)`.",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -167,7 +168,11 @@ def export_package(weights: Path, out: Path, cfg: DictConfig) -> Path:
         from bone_seg.weights.safetensors_file import save_weights
 
         blobs["weights"] = save_weights(Path(tmp) / FILES["weights"], state, meta).read_bytes()
-    name = pkg.name or f"bone_seg {meta.arch} {meta.encoder} {meta.mode} bone-pores"
+    name = pkg.name or (f"bone_seg {meta.arch} {meta.encoder} {meta.mode.replace('.', '_')} "
+                        "bone-pores")
+    if not re.fullmatch(r"[A-Za-z0-9_+\- ()]{5,128}", name):
+        raise BoneSegError(f"package.name={name!r}: 5 to 128 letters, digits, spaces and _+-() "
+                           "(the model zoo's rule)")
     voxel_size = float(pkg.voxel_size) if pkg.voxel_size else None
     blobs["readme"] = model_card(meta, name=name, weights_name=FILES["weights"],
                                  voxel_size=voxel_size, license=pkg.license).encode()
