@@ -49,8 +49,9 @@ if image is None:
         x = np.load(f)
 else:
     x = np.load(image)[None]
-with create_prediction_pipeline(model, weight_format="onnx") as pipeline:
-    out = predict(model=pipeline, inputs={"raw": x.astype(np.float32)})
+# no `with` around the pipeline: bioimageio.core 0.11 waits forever in its __exit__ after predict()
+pipeline = create_prediction_pipeline(model, weight_format="onnx")
+out = predict(model=pipeline, inputs={"raw": x.astype(np.float32)})
 probs = out.members["probabilities"].data.to_numpy()[0]
 names = [str(c) for c in model.outputs[0].axes[1].channel_names]
 pred = np.where(probs.max(axis=0) < 0.5, 0, probs.argmax(axis=0)).astype(np.uint8)
