@@ -13,6 +13,10 @@ TTA is one pass: its probabilities are used as they are, bit for bit what a sing
 With ``mutual_information`` the window's mutual information (nats: the entropy of the mean minus
 the mean of the passes' entropies, >= 0) follows as one more channel, weighted and blended like the
 probabilities (:mod:`bone_seg.inference.uncertainty`).
+
+``engine="onnxruntime"``: each member's network runs as an ONNX Runtime session instead
+(:mod:`bone_seg.inference.onnx_engine`), exported when the member's turn first comes, with its
+weights loaded (and batch norms folded) exactly as for the torch engine; the rest is unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import torch
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.ensemble import Ensemble
 from bone_seg.inference.fold import conv_bn_pairs, fold_batch_norms, refold
+from bone_seg.inference.onnx_engine import OnnxNet, check_engine, ort_threads
 from bone_seg.inference.tta import Transform, augment, restore
 
 
@@ -41,11 +46,20 @@ class WindowModel:
             member: its network is folded once. An ensemble: each architecture keeps its network
             (the members' weights are copied into it) and a folded copy, refolded when the member
             changes.
+        engine: ``torch`` or ``onnxruntime`` (CPU only; one session per member, exported on
+            the member's first step with ``threads`` intra-op threads, default: torch's).
     """
 
     def __init__(self, ensemble: Ensemble, tta: tuple[Transform, ...], weight: np.ndarray,
                  device: torch.device, amp: bool, memory_format, compile: bool,
-                 mutual_information: bool = False, fold_bn: bool = False):
+                 mutual_information: bool = False, fold_bn: bool = False,
+                 engine: str = "torch", threads: int | None = None):
+        self.engine = check_engine(engine, device)
+        if self.engine == "onnxruntime" and compile:
+            raise BoneSegError("compile=true compiles the torch network; with "
+                               "engine=onnxruntime leave compile=false")
+        self.threads = int(threads or ort_threads())
+        self._sessions: dict[int, OnnxNet] = {}
         meta = ensemble.meta
         self.members, self.tta, self.mode = ensemble.members, tuple(tta), meta.mode
         self.num_classes, self.in_channels = int(meta.num_classes), int(meta.in_channels)
@@ -75,14 +89,20 @@ class WindowModel:
         """The first member's network (one model: the network)."""
         return self.nets[self.members[0].arch]
 
-    def _activate(self, i: int) -> torch.nn.Module:
-        """The network of member ``i``, holding member ``i``'s weights."""
+    def _activate(self, i: int, shape: tuple[int, ...]):
+        """The network of member ``i``, holding member ``i``'s weights (onnxruntime: its
+        session, for inputs of ``shape``)."""
+        if i in self._sessions:
+            return self._sessions[i]
         arch = self.members[i].arch
         if self._loaded[arch] != i:
             self.members[i].load_into(self.nets[arch])
             if self.fold_bn:
                 refold(self.nets[arch], self._folded[arch], self._pairs[arch])
             self._loaded[arch] = i
+        if self.engine == "onnxruntime":
+            self._sessions[i] = OnnxNet(self._folded[arch], torch.zeros(shape), self.threads)
+            return self._sessions[i]
         return self._run[arch]
 
     @torch.inference_mode()
@@ -94,7 +114,7 @@ class WindowModel:
         sums: list[torch.Tensor | None] = [None] * len(xs)
         ents: list[torch.Tensor | None] = [None] * len(xs)
         for i in range(len(self.members)):
-            net = self._activate(i)
+            net = self._activate(i, tuple(xs[0].shape))
             for c, x in enumerate(xs):
                 for t in self.tta:
                     p = self._probs(restore(self._logits(net, augment(x, t, self.mode)), t,

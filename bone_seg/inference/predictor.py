@@ -166,6 +166,8 @@ class Predictor:
         fold_bn: fold the batch norms into the convolutions (:mod:`bone_seg.inference.fold`;
             fewer passes over the feature maps; the last bits differ, so it is part of an
             output's fingerprint).
+        engine: ``torch`` or ``onnxruntime`` (the network exported to ONNX and run by ONNX
+            Runtime on the CPU in the default memory format, :mod:`bone_seg.inference.onnx_engine`).
     """
 
     def __init__(self, net: torch.nn.Module, meta, chunk_size: int | None = None,
@@ -173,8 +175,9 @@ class Predictor:
                  blending: str = "gaussian", threshold: float = 0.5, batch_size: int = 8,
                  micro_batch: int = 4, device: str | torch.device = "cpu", amp: bool = True,
                  compile: bool = False, channels_last: bool = True, tta=None,
-                 uncertainty=(), fold_bn: bool = False):
+                 uncertainty=(), fold_bn: bool = False, engine: str = "torch"):
         self.meta = meta
+        self.engine = engine
         self.mode = meta.mode
         self.num_classes = int(meta.num_classes)
         self.in_channels = int(meta.in_channels)
@@ -196,7 +199,7 @@ class Predictor:
         shape = (self.depth, self.size, self.size) if self.mode == "3d" else (self.size, self.size)
         self.weight = importance_map(shape, blending)
         self.blending = blending
-        self.channels_last = bool(channels_last)
+        self.channels_last = bool(channels_last) and engine == "torch"  # ONNX: NCHW
         self.memory_format = (
             (torch.channels_last_3d if self.mode == "3d" else torch.channels_last)
             if self.channels_last else torch.contiguous_format)
@@ -205,7 +208,7 @@ class Predictor:
         ensemble = net if isinstance(net, Ensemble) else Ensemble.of(net, meta)
         self.model = WindowModel(ensemble, self.tta, self.weight, self.device, self.amp,
                                  self.memory_format, compile, "mutual_information" in self.maps,
-                                 fold_bn=fold_bn)
+                                 fold_bn=fold_bn, engine=engine)
         self.fold_bn = bool(fold_bn)
         if "mutual_information" in self.maps and self.model.passes == 1:
             raise BoneSegError("uncertainty=[mutual_information] measures how the passes of an "
@@ -224,7 +227,7 @@ class Predictor:
                    micro_batch=settings.micro_batch, device=device, amp=settings.amp,
                    compile=settings.compile, channels_last=settings.channels_last,
                    tta=settings.tta, uncertainty=settings.uncertainty,
-                   fold_bn=settings.fold_bn)
+                   fold_bn=settings.fold_bn, engine=settings.engine)
 
     # ------------------------------------------------------------------ geometry
     def plan(self, shape) -> WindowPlan:

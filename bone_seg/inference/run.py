@@ -275,6 +275,8 @@ def _fingerprint(digest: str | list[str], source: dict, meta, norm: Normalizer,
         extra["tta"] = [t.name for t in first.tta]
     if first.fold_bn:
         extra["fold_bn"] = True
+    if first.engine != "torch":  # the threads too: kernels may split work by them
+        extra.update(engine=first.engine, engine_threads=first.model.threads)
     if first.maps:
         extra.update(uncertainty=list(first.maps),
                      uncertainty_threshold=float(s.uncertainty_threshold))

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.onnx_engine import check_engine
 from bone_seg.inference.slabs import check_part
 from bone_seg.inference.suggest import SuggestSettings
 from bone_seg.inference.tta import tta_names
@@ -53,6 +54,7 @@ class PredictSettings:
         suggest, suggest_by, suggest_spacing, suggest_within: the slices to label next, written
             once the output is complete (:mod:`bone_seg.inference.suggest`; ``suggest`` 0: none);
             the map ``suggest_by`` needs is added to ``uncertainty``.
+        engine: ``torch`` or ``onnxruntime`` (:mod:`bone_seg.inference.onnx_engine`).
     """
 
     chunk_size: int | None = None
@@ -85,6 +87,7 @@ class PredictSettings:
     suggest_by: str = "entropy"
     suggest_spacing: float | None = None
     suggest_within: str = "slice"
+    engine: str = "torch"
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -109,6 +112,7 @@ class PredictSettings:
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 <= t <= 1:
             raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
         check_part(self.part, self.parts)
+        check_engine(self.engine)
         if not isinstance(self.postprocess, PostprocessSettings):
             object.__setattr__(self, "postprocess",
                                PostprocessSettings.from_mapping(self.postprocess))

@@ -10,6 +10,7 @@ import torch
 from bone_seg.errors import BoneSegError
 from bone_seg.weights.bone import load_bone_weights
 from bone_seg.weights.meta import WeightsMeta
+from bone_seg.weights.package import is_package, load_package_weights
 from bone_seg.weights.safetensors_file import check_file, load_weights
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -42,7 +43,8 @@ def weights_format(path: str | os.PathLike) -> str:
 
 
 def load_any_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], WeightsMeta]:
-    """Load our ``.safetensors`` or a BONe ``.pth`` file, detected from its content.
+    """Load our ``.safetensors``, a BONe ``.pth`` file or a BioImage Model Zoo package that
+    ``bone-export`` wrote (its safetensors attachment), detected from the content.
 
     Returns:
         ``(state_dict, meta)`` in bone_seg's terms for both formats.
@@ -50,6 +52,9 @@ def load_any_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     Raises:
         BoneSegError: see :func:`load_weights` and :func:`load_bone_weights`.
     """
-    if weights_format(path) == "safetensors":
+    fmt = weights_format(path)
+    if fmt == "safetensors":
         return load_weights(path)
+    if is_package(path):  # a zip, like a torch file: told apart by its rdf.yaml
+        return load_package_weights(path)
     return load_bone_weights(path)

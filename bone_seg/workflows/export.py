@@ -1,5 +1,7 @@
 """``bone-export`` (conf/export.yaml): a stored array or any volume → a TIFF stack for
-Fiji/ImageJ, or a weights file → BONe DLFit's ``.pth`` layout (to use the model in BONe)."""
+Fiji/ImageJ, or a weights file → BONe DLFit's ``.pth`` layout (to use the model in BONe), a
+BioImage Model Zoo package (``format=bioimageio``) or ONNX (``format=onnx``):
+:mod:`bone_seg.workflows.package_export`."""
 
 from __future__ import annotations
 
@@ -24,7 +26,16 @@ def run(cfg: DictConfig) -> str:
             "source=<volume path> or weights=<weights file> (to BONe's .pth layout)"
         )
     if cfg.weights:
+        if cfg.format in ("bioimageio", "onnx"):
+            from bone_seg.workflows import package_export
+
+            if cfg.format == "onnx":
+                return str(package_export.export_onnx_file(Path(cfg.weights), Path(cfg.out),
+                                                           cfg.overwrite))
+            return str(package_export.export_package(Path(cfg.weights), Path(cfg.out), cfg))
         return str(_export_weights(Path(cfg.weights), Path(cfg.out), cfg.overwrite))
+    if cfg.format in ("bioimageio", "onnx"):
+        raise BoneSegError(f"format={cfg.format} exports a network: give weights=<file>")
     volume, prefix, display = _volume(cfg)
     voxel_size = cfg.voxel_size or volume.voxel_size
     names = volume.class_names
