@@ -93,9 +93,16 @@ class BallTable:
         Exact (``M(s, o)`` with slack) for ``s ≤ covered_sq``; the continuous bound
         ``(√s + |o|)²`` beyond.
         """
-        s = np.asarray(s, np.float64)
-        inside = s <= self.covered_sq
-        group = np.searchsorted(self.lengths, np.where(inside, s, 0.0), side="left") - 1
-        exact = self.prefix_max[k][np.maximum(group, 0)]
-        loose = (np.sqrt(s) + self.neighbour_len[k]) ** 2
-        return np.where(inside, exact, loose) * (1.0 + CONTAIN_SLACK)
+        return contained_bound(self, s, k)
+
+
+def contained_bound(table, s: np.ndarray, k: int) -> np.ndarray:
+    """The containment bound of a ball (3D) or disc (2D) table: ``table`` has ``covered_sq``,
+    ``lengths``, ``prefix_max`` and ``neighbour_len`` (:class:`BallTable`,
+    ``thickness2d.DiscTable``)."""
+    s = np.asarray(s, np.float64)
+    inside = s <= table.covered_sq
+    group = np.searchsorted(table.lengths, np.where(inside, s, 0.0), side="left") - 1
+    exact = table.prefix_max[k][np.maximum(group, 0)]
+    loose = (np.sqrt(s) + table.neighbour_len[k]) ** 2
+    return np.where(inside, exact, loose) * (1.0 + CONTAIN_SLACK)

@@ -21,11 +21,10 @@ import math
 import edt
 import numpy as np
 
+from bone_seg.morphometry.balls import contained_bound
+
 #: Largest disc table (offsets); larger discs are painted row box by row box.
 MAX_TABLE = 2**20
-
-#: Relative slack of the containment test (never removes a disc on a rounding tie).
-CONTAIN_SLACK = 1e-7
 
 #: The 4 neighbour offsets ``(dy, dx)`` up to sign (a disc is symmetric).
 NEIGHBOURS_2D = ((0, 1), (1, -1), (1, 0), (1, 1))
@@ -76,12 +75,7 @@ class DiscTable:
     def contained_bound(self, s: np.ndarray, k: int) -> np.ndarray:
         """``B`` such that the disc ``s`` around ``c`` lies in the disc around
         ``c ± NEIGHBOURS_2D[k]`` when that neighbour's squared radius exceeds ``B``."""
-        s = np.asarray(s, np.float64)
-        inside = s <= self.covered_sq
-        group = np.searchsorted(self.lengths, np.where(inside, s, 0.0), side="left") - 1
-        exact = self.prefix_max[k][np.maximum(group, 0)]
-        loose = (np.sqrt(s) + self.neighbour_len[k]) ** 2
-        return np.where(inside, exact, loose) * (1.0 + CONTAIN_SLACK)
+        return contained_bound(self, s, k)
 
 
 def _ridge(d2: np.ndarray, table: DiscTable) -> np.ndarray:
