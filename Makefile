@@ -16,8 +16,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# afterwards: does the README's transcript show this run's figures? (a note if not; the demo's
+# transcript is bone_seg_out/demo_transcript.log, scripts/readme_demo.py rewrites the README's)
 demo: $(STAMP)
 	$(BIN)/bone-demo
+	-@$(BIN)/python scripts/readme_demo.py --check bone_seg_out/demo_transcript.log
 
 # the pretrained starting model (model.net.weights=pretrained, bone-predict weights=pretrained):
 # phantoms (conf/phantom_set/pretrain.yaml) -> their own store -> bone-fit experiment=pretrain,

@@ -2,13 +2,16 @@
 
 Each command is printed, then run as its own process with the demo's ``paths.root``, so the demo
 shows the real command-line interface and leaves the same files and MLflow runs a user's session
-would. A failing stage stops the demo with its exit status.
+would. A failing stage stops the demo with its exit status. What the stages print on standard output
+is also written to ``<paths.root>/demo_transcript.log`` (progress bars and logs stay on standard
+error), the source of the README's transcript (``scripts/readme_demo.py``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shlex
 import subprocess
 import sys
@@ -23,14 +26,35 @@ log = logging.getLogger("bone_seg.demo")
 BIN = Path(sys.executable).parent
 
 
-def _run(cmd: list[str]) -> None:
-    print(f"\n$ {shlex.join(cmd)}", flush=True)
-    t = time.perf_counter()
-    proc = subprocess.run([str(BIN / cmd[0]), *cmd[1:]])
-    if proc.returncode != 0:
-        raise BoneSegError(f"demo stage '{cmd[0]}' failed (exit {proc.returncode}); its message "
-                           "is above")
-    print(f"[{cmd[0]} took {time.perf_counter() - t:.0f} s]", flush=True)
+TRANSCRIPT = "demo_transcript.log"
+
+
+class _Transcript:
+    """Print lines and append them to the transcript file."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("w", encoding="utf-8")
+
+    def print(self, text: str) -> None:
+        print(text, flush=True)
+        self.file.write(text + "\n")
+        self.file.flush()
+
+    def run(self, cmd: list[str]) -> None:
+        """Run one stage; its standard output goes to the terminal and the transcript."""
+        self.print(f"\n$ {shlex.join(cmd)}")
+        t = time.perf_counter()
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        with subprocess.Popen([str(BIN / cmd[0]), *cmd[1:]], stdout=subprocess.PIPE, text=True,
+                              encoding="utf-8", errors="replace", env=env) as proc:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                self.print(line.rstrip("\n"))
+        if proc.returncode != 0:
+            raise BoneSegError(f"demo stage '{cmd[0]}' failed (exit {proc.returncode}); its "
+                               "message is above")
+        self.print(f"[{cmd[0]} took {time.perf_counter() - t:.0f} s]")
 
 
 def _latest_run(runs: Path, name: str) -> Path:
@@ -44,6 +68,8 @@ def run(cfg: DictConfig) -> None:
     """Run the stages switched on in ``cfg.stages``."""
     t0 = time.perf_counter()
     root = Path(cfg.paths.root).resolve()
+    out = _Transcript(root / TRANSCRIPT)
+    _run = out.run
     common = [f"paths.root={root}"]
     if cfg.get("threads") is not None:
         common.append(f"threads={cfg.threads}")
@@ -66,10 +92,9 @@ def run(cfg: DictConfig) -> None:
     if stages.cv:
         _run(["bone-fit", "-m", *common, "sweep=demo_cv", *cfg.cv_overrides])
         _run(["bone-report", *common, "kind=cv", "sweep=demo_cv"])
-    print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; outputs under {root}; "
-          f"browse the runs with:\n  {mlflow_ui_command(root / 'mlflow.db')}\n"
-          "then open http://127.0.0.1:5000 and choose \"Model training\" (the runs table)",
-          flush=True)
+    out.print(f"\ndemo finished in {(time.perf_counter() - t0) / 60:.1f} min; outputs under "
+              f"{root}; browse the runs with:\n  {mlflow_ui_command(root / 'mlflow.db')}\n"
+              "then open http://127.0.0.1:5000 and choose \"Model training\" (the runs table)")
 
 
 def phantom_set_name() -> str:

@@ -26,3 +26,6 @@ def test_the_demo_builds_the_chosen_phantom_set_and_names_an_mlflow_that_runs(tm
     assert os.access(command[0], os.X_OK)  # the venv's mlflow, without the venv on PATH
     assert command[1:3] == ["ui", "--backend-store-uri"]
     assert command[3] == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    transcript = (tmp_path / "demo_transcript.log").read_text().splitlines()
+    assert [line for line in proc.stdout.splitlines() if line] == [t for t in transcript if t]
+    assert any(line.startswith("|  1 | tiny_01") for line in transcript)  # the stages' output too
