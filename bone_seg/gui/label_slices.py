@@ -93,7 +93,8 @@ class LabelSlicesWidget(Panel):
         colours[0] = [0.0, 0.0, 0.0, 0.0]
         colours[None] = [0.0, 0.0, 0.0, 0.0]
         new = self.viewer.add_labels(
-            np.zeros(shape, np.uint8), name=f"{layer.name} annotations", scale=layer.scale,
+            np.zeros(shape, np.uint8), name=f"{layer.name.removesuffix(' image')} annotations",
+            scale=layer.scale,
             colormap=colours, features={"index": list(range(len(names) + 1)),
                                         "class": ["not labelled", *names]},
             metadata={"class_names": names, "annotation_offset": 1,

@@ -52,13 +52,13 @@ def voxel_size(layer) -> list[float] | None:
     return scale
 
 
-def save_layer(layer, folder: Path, role: str) -> Path:
+def save_layer(layer, folder: Path, role: str, stem: str | None = None) -> Path:
     """Write the layer's volume as ``<folder>/<digest>/<name>.npy`` (once per content; written
     whole or not at all) for a command to read. Reads the whole layer: for scans larger than
     memory give the path on disk instead."""
     data = np.ascontiguousarray(np.asarray(volume_data(layer, role)))
     digest = hashlib.sha1(data.view(np.uint8).reshape(-1)[: 1 << 26]).hexdigest()[:10]
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in layer.name)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in (stem or layer.name))
     # the command names its outputs after the file: the layer's name, in a folder per content
     path = folder / f"{data.dtype}-{'x'.join(map(str, data.shape))}-{digest}" / f"{safe}.npy"
     if not path.is_file():

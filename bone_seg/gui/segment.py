@@ -89,7 +89,8 @@ class SegmentWidget(Panel):
 
         def before() -> None:
             if layer is not None:
-                overrides.append(f"scan={save_layer(layer, root / 'napari' / 'inputs', 'scan')}")
+                overrides.append(
+                    f"scan={save_layer(layer, root / 'napari' / 'inputs', 'scan', stem=safe)}")
             else:
                 overrides.append(f"scan={scan}")
             if kind == "MLflow run":
