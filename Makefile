@@ -11,7 +11,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev,napari]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -30,10 +30,11 @@ demo: $(STAMP)
 pretrained: $(STAMP)
 	BIN=$(BIN) scripts/make_pretrained.sh
 
-# the SLURM tests (tests/slurm/) run on a one-node cluster started for them and stopped afterwards
+# the SLURM tests (tests/slurm/) run on a one-node cluster started for them and stopped afterwards;
+# the napari tests (tests/gui/) in a virtual X server (Xvfb) started and stopped likewise
 test: $(STAMP)
 	$(BIN)/lint-imports
-	scripts/with_slurm.sh $(BIN)/python -m pytest -q
+	scripts/with_slurm.sh scripts/with_xvfb.sh $(BIN)/python -m pytest -q
 
 # the benchmark suite at its 2-core sizes (~10 min); writes benchmarks/README.md and results.json
 # (BENCH_ARGS="--threads 2 --only train_step" for a part)

@@ -6,6 +6,8 @@ layers with the voxel size as their scale.
   pyramid level as napari's multiscale data; with ``suggest=``, the slices to label next as a
   Points layer (``suggestions.json``: a point at each slice's centre, rank and score as features);
 - a store scan (``<store>/scans/<id>``): the image as an Image and the mask as a Labels layer;
+- labels written by bone_seg's writer (:mod:`bone_seg.io.napari_writer`, a group holding NGFF
+  ``labels/``): a Labels layer;
 - any other OME-Zarr multiscale image or label image of bone_seg's: one layer.
 
 The data stay lazy (Zarr arrays: napari reads the chunks it shows). Nothing here imports napari:
@@ -45,7 +47,8 @@ def _group(path):
     except Exception:  # an array, or not Zarr v3
         return None
     attrs, ome = dict(group.attrs), ngff.ome_attrs(group)
-    if "bone_seg_prediction" in attrs or "scan_id" in attrs or ome.get("multiscales"):
+    if ("bone_seg_prediction" in attrs or "scan_id" in attrs or "bone_seg_labels" in attrs
+            or ome.get("multiscales")):
         return group
     return None
 
@@ -63,6 +66,12 @@ def read_bone_seg(path) -> list[tuple]:
         return _prediction_layers(group, attrs["bone_seg_prediction"], name, Path(str(path)))
     if "scan_id" in attrs:
         return _scan_layers(group, attrs, name)
+    if "bone_seg_labels" in attrs:
+        labels = group["labels"]
+        labels = labels[ngff.ome_attrs(labels)["labels"][0]]
+        names = ngff.label_class_names(labels) or default_class_names(3)
+        scale = _scale(attrs["bone_seg_labels"].get("voxel_size"))
+        return [_labels_layer(_multiscale(labels), scale, names, name)]
     return [_image_layer(_multiscale(group), ngff.multiscale_scales(group)[0], name)]
 
 
