@@ -8,7 +8,10 @@ round, median of the rounds:
 * ``torch``: channels-last with batch norms folded (``fold_bn``), as ``bone-predict`` runs it;
 * ``torch_default``: the default memory format, batch norms kept;
 * ``onnxruntime``: the same network exported by :func:`bone_seg.weights.onnx_file.export_onnx`
-  and run by :class:`bone_seg.inference.onnx_engine.OnnxNet` (what ``engine=onnxruntime`` does).
+  and run by :class:`bone_seg.inference.onnx_engine.OnnxNet` (what ``engine=onnxruntime`` does);
+* ``openvino`` (only where the ``openvino`` package can be imported; it is not a dependency): the
+  same ONNX model compiled by OpenVINO for the CPU (f32 precision, the process's threads, latency
+  hint) — the measurement behind not offering ``engine=openvino`` unless it wins.
 
 Every variant runs twice on the same input and must give bitwise identical logits; the largest
 logit difference to ``torch`` and the arg-max agreement are printed. Target: onnxruntime ≥ 1.15 ×
@@ -54,6 +57,9 @@ def window_pass(args) -> None:
     ort = OnnxNet(net, x, ort_threads())
     export_s = time.perf_counter() - t
     runs = {"torch": lambda: cl(xc), "torch_default": lambda: net(x), "onnxruntime": lambda: ort(x)}
+    ov = openvino_net(net, x)
+    if ov is not None:
+        runs["openvino"] = ov
     samples: dict[str, list[float]] = {k: [] for k in runs}
     with torch.inference_mode():
         ref = runs["torch"]().float().contiguous()
@@ -82,9 +88,32 @@ def window_pass(args) -> None:
          med["torch"] / med["onnxruntime"], ">= 1.15",
          f"{'bitwise repeatable' if ort_same else 'NOT bitwise repeatable'}, max |logit diff| "
          f"{ort_diff:.1e}, arg-max agrees on {100 * ort_agree:.4f} %")
+    if "openvino" in med:
+        emit("window pass U-Net/ResNet-18: OpenVINO / onnxruntime (same ONNX model, f32)",
+             f"{med['openvino'] * 1e3:.0f} ms", f"onnxruntime {med['onnxruntime'] * 1e3:.0f} ms",
+             med["onnxruntime"] / med["openvino"], "> 1 to offer engine=openvino",
+             f"OpenVINO / torch {med['torch'] / med['openvino']:.2f}x")
     emit("window pass U-Net/ResNet-18: onnxruntime / torch default format",
          f"{med['onnxruntime'] * 1e3:.0f} ms", f"torch {med['torch_default'] * 1e3:.0f} ms",
          med["torch_default"] / med["onnxruntime"])
+
+
+def openvino_net(net: torch.nn.Module, x: torch.Tensor):
+    """``net`` exported to ONNX and compiled by OpenVINO for the CPU, or None without openvino."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    from bone_seg.weights.onnx_file import export_onnx
+
+    core = ov.Core()
+    model = core.read_model(export_onnx(net, x))
+    compiled = core.compile_model(model, "CPU", {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32",
+        "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    arr = np.ascontiguousarray(x.numpy())
+    return lambda: torch.from_numpy(request.infer({0: arr})[0].copy())
 
 
 def whole_volume(args) -> None:
