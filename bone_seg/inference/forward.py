@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.calibration import scale_logits, temperature_of
 from bone_seg.inference.ensemble import Ensemble
 from bone_seg.inference.fold import conv_bn_pairs, fold_batch_norms, refold
 from bone_seg.inference.onnx_engine import OnnxNet, check_engine, ort_threads
@@ -48,12 +49,14 @@ class WindowModel:
             changes.
         engine: ``torch`` or ``onnxruntime`` (CPU only; one session per member, exported on
             the member's first step with ``threads`` intra-op threads, default: torch's).
+        calibrated: divide each member's logits by the temperature its metadata carries
+            (:mod:`bone_seg.inference.calibration`; uncalibrated members: T = 1, untouched).
     """
 
     def __init__(self, ensemble: Ensemble, tta: tuple[Transform, ...], weight: np.ndarray,
                  device: torch.device, amp: bool, memory_format, compile: bool,
                  mutual_information: bool = False, fold_bn: bool = False,
-                 engine: str = "torch", threads: int | None = None):
+                 engine: str = "torch", threads: int | None = None, calibrated: bool = True):
         self.engine = check_engine(engine, device)
         if self.engine == "onnxruntime" and compile:
             raise BoneSegError("compile=true compiles the torch network; with "
@@ -80,6 +83,9 @@ class WindowModel:
         for i, m in enumerate(self.members):  # each network holds its first member's weights
             self._loaded.setdefault(m.arch, i)
         self.passes = len(self.members) * len(self.tta)
+        #: each member's temperature (None: uncalibrated or ``calibrated=False``)
+        self.temperatures = [temperature_of(m.meta) if calibrated else None
+                             for m in self.members]
         self.mutual_information = bool(mutual_information)
         self.channels = self.num_classes + int(self.mutual_information)
         self._weight = torch.from_numpy(weight).to(device)
@@ -118,7 +124,7 @@ class WindowModel:
             for c, x in enumerate(xs):
                 for t in self.tta:
                     p = self._probs(restore(self._logits(net, augment(x, t, self.mode)), t,
-                                            self.mode))
+                                            self.mode), self.temperatures[i])
                     sums[c] = p if sums[c] is None else sums[c] + p
                     if self.mutual_information:
                         e = torch.special.entr(p).sum(dim=1, keepdim=True)
@@ -133,10 +139,12 @@ class WindowModel:
             out.append((parts[0] if len(parts) == 1 else torch.cat(parts, 1)).cpu().numpy())
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (float32) of logits already turned back, in one memory format
-        for every pass (an untransformed pass's)."""
-        return torch.softmax(logits.float().contiguous(memory_format=self.memory_format), dim=1)
+    def _probs(self, logits: torch.Tensor, temperature=None) -> torch.Tensor:
+        """Softmax probabilities (float32) of logits already turned back (divided by the
+        member's ``temperature``), in one memory format for every pass (an untransformed
+        pass's)."""
+        logits = scale_logits(logits.float(), temperature)
+        return torch.softmax(logits.contiguous(memory_format=self.memory_format), dim=1)
 
     def _logits(self, net, x: torch.Tensor) -> torch.Tensor:
         """The network's output of one micro-batch."""

@@ -168,6 +168,8 @@ class Predictor:
             output's fingerprint).
         engine: ``torch`` or ``onnxruntime`` (the network exported to ONNX and run by ONNX
             Runtime on the CPU in the default memory format, :mod:`bone_seg.inference.onnx_engine`).
+        calibrated: apply the temperature the weights carry
+            (:mod:`bone_seg.inference.calibration`) to every probability made.
     """
 
     def __init__(self, net: torch.nn.Module, meta, chunk_size: int | None = None,
@@ -175,7 +177,8 @@ class Predictor:
                  blending: str = "gaussian", threshold: float = 0.5, batch_size: int = 8,
                  micro_batch: int = 4, device: str | torch.device = "cpu", amp: bool = True,
                  compile: bool = False, channels_last: bool = True, tta=None,
-                 uncertainty=(), fold_bn: bool = False, engine: str = "torch"):
+                 uncertainty=(), fold_bn: bool = False, engine: str = "torch",
+                 calibrated: bool = True):
         self.meta = meta
         self.engine = engine
         self.mode = meta.mode
@@ -208,7 +211,7 @@ class Predictor:
         ensemble = net if isinstance(net, Ensemble) else Ensemble.of(net, meta)
         self.model = WindowModel(ensemble, self.tta, self.weight, self.device, self.amp,
                                  self.memory_format, compile, "mutual_information" in self.maps,
-                                 fold_bn=fold_bn, engine=engine)
+                                 fold_bn=fold_bn, engine=engine, calibrated=calibrated)
         self.fold_bn = bool(fold_bn)
         if "mutual_information" in self.maps and self.model.passes == 1:
             raise BoneSegError("uncertainty=[mutual_information] measures how the passes of an "
@@ -227,7 +230,8 @@ class Predictor:
                    micro_batch=settings.micro_batch, device=device, amp=settings.amp,
                    compile=settings.compile, channels_last=settings.channels_last,
                    tta=settings.tta, uncertainty=settings.uncertainty,
-                   fold_bn=settings.fold_bn, engine=settings.engine)
+                   fold_bn=settings.fold_bn, engine=settings.engine,
+                   calibrated=settings.calibrated)
 
     # ------------------------------------------------------------------ geometry
     def plan(self, shape) -> WindowPlan:

@@ -10,6 +10,7 @@ from typing import Any
 
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.onnx_engine import check_engine
+from bone_seg.inference.quality import CheckSettings
 from bone_seg.inference.slabs import check_part
 from bone_seg.inference.suggest import SuggestSettings
 from bone_seg.inference.tta import tta_names
@@ -55,6 +56,10 @@ class PredictSettings:
             once the output is complete (:mod:`bone_seg.inference.suggest`; ``suggest`` 0: none);
             the map ``suggest_by`` needs is added to ``uncertainty``.
         engine: ``torch`` or ``onnxruntime`` (:mod:`bone_seg.inference.onnx_engine`).
+        calibrated: divide the logits by the temperature the weights carry
+            (:mod:`bone_seg.inference.calibration`; none carried: nothing changes).
+        check: the per-scan check (a mapping or
+            :class:`~bone_seg.inference.quality.CheckSettings`), :mod:`bone_seg.inference.quality`.
     """
 
     chunk_size: int | None = None
@@ -88,6 +93,8 @@ class PredictSettings:
     suggest_spacing: float | None = None
     suggest_within: str = "slice"
     engine: str = "torch"
+    calibrated: bool = True
+    check: CheckSettings | Mapping | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -113,6 +120,7 @@ class PredictSettings:
             raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
         check_part(self.part, self.parts)
         check_engine(self.engine)
+        object.__setattr__(self, "check", CheckSettings.from_mapping(self.check))
         if not isinstance(self.postprocess, PostprocessSettings):
             object.__setattr__(self, "postprocess",
                                PostprocessSettings.from_mapping(self.postprocess))
