@@ -59,12 +59,13 @@ class CalibrateSettings:
     confidence_threshold: float = 0.9
     stride: int = 4
     island_fraction: float = 0.01
+    morphology_step: int = 2
     seed: int = 0
     device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_bins(self.bins, "calibrate.bins")
-        for key in ("windows", "voxels", "profile_slices", "stride"):
+        for key in ("windows", "voxels", "profile_slices", "stride", "morphology_step"):
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise BoneSegError(f"calibrate.{key}={v!r}: an integer >= 1")
@@ -217,7 +218,7 @@ def _profile(ens, meta, store: DatasetStore, train_ids: list[str], val: list[tup
             total += float(conf.sum(dtype=np.float64))
         quant = sample_intensity(read, vol.shape[0], lo, hi, s.stride).quantiles()
         morph = morphology(lambda a, b, lab=labels: lab[a:b], depth, 16,
-                           meta.num_classes, s.island_fraction)
+                           meta.num_classes, s.island_fraction, s.morphology_step)
         figs[sid] = {"mean_confidence": total / labels.size, "histogram": hist.tolist(),
                      "quantiles": quant.tolist(), **morph}
     profile = build_profile(reads, figs, lo, hi, s.stride, sizes, s.confidence_threshold)

@@ -38,7 +38,8 @@ def _profile(image, mask, s: CheckSettings):
 
     q = sample_intensity(read, len(image), -5, 5, s.stride).quantiles()
     hist = [0] * 18 + [10, 990]  # a confident validation scan
-    morph = morphology(lambda a, b: mask[a:b], len(mask), 8, 3, s.island_fraction)
+    morph = morphology(lambda a, b: mask[a:b], len(mask), 8, 3, s.island_fraction,
+                       s.morphology_step)
     figs = {"val": {"mean_confidence": 0.98, "histogram": hist, "quantiles": q.tolist(),
                     **morph}}
     return build_profile([(read, len(image))], figs, -5, 5, s.stride, [5.0], 0.9)
