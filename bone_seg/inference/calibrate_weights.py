@@ -236,3 +236,64 @@ def _scans_any(store: DatasetStore, ids: list[str], meta) -> list[tuple]:
                                      meta.clip_range, name=sid)
         out.append((sid, _Volume(sc.image), sc.mask, norm, sc.attrs.get("voxel_size")))
     return out
+
+
+def calibrate_ensemble(weights: list[str | Path], store_path: str | Path,
+                       s: CalibrateSettings | None = None) -> dict[str, Any]:
+    """One temperature for the mean of an ensemble's members (``softmax(log p̄ / T)``, the
+    ``ensemble_temperature`` of ``bone-predict``), fitted on the validation scans every member
+    shares, with the ECE before/after on the test scans they share (else the validation scans).
+    Writes nothing: the temperature belongs to the list, not to one file.
+
+    Raises:
+        BoneSegError: fewer than two members, no shared validation scan, or members whose
+            windows differ (patch size, mode).
+    """
+    import torch
+
+    from bone_seg.inference.calibration import LogitSample
+
+    s = s or CalibrateSettings()
+    if len(weights) < 2:
+        raise BoneSegError("an ensemble temperature needs two or more weights files")
+    ensembles = [load_ensemble(str(w)) for w in weights]
+    metas = [e.meta for e in ensembles]
+    shared = [sid for sid in metas[0].splits.get("val", [])
+              if all(sid in m.splits.get("val", []) for m in metas)]
+    if not shared:
+        raise BoneSegError(f"the members {[str(w) for w in weights]} share no validation scan; "
+                           "an ensemble temperature is fitted on scans none of them trained on")
+    if len({(m.mode, m.patch_size, m.patch_depth, m.slices) for m in metas}) > 1:
+        raise BoneSegError("the members' windows differ (mode, patch size or slices): fit each "
+                           "member's own temperature (bone-calibrate weights=<one file>)")
+    tests = [sid for sid in metas[0].splits.get("test", [])
+             if all(sid in m.splits.get("test", []) for m in metas)] or shared
+    store = DatasetStore(store_path)
+
+    def mean_log_probs(ids: list[str], seed: int) -> LogitSample:
+        scans = [t[:4] for t in _scans(store, ids, metas[0])]
+        probs, labels = [], None
+        for e in ensembles:
+            pred = Predictor(e, e.meta, overlap=0.25, threshold=0.0, batch_size=4,
+                             micro_batch=4, device=s.device, amp=False, fold_bn=False,
+                             calibrated=False)
+            sample = collect_logits(pred, scans, s.windows, s.voxels, seed)
+            if labels is not None and not np.array_equal(labels, sample.labels):
+                raise BoneSegError("the members' samples differ; are the weights' windows "
+                                   "the same?")
+            labels = sample.labels
+            probs.append(torch.softmax(torch.from_numpy(sample.logits), 1).numpy())
+        mean = np.clip(np.mean(probs, axis=0), 1e-30, 1.0)
+        return LogitSample(np.log(mean).astype(np.float32), labels, ids, [])
+
+    fit = mean_log_probs(shared, s.seed)
+    (t,) = fit_temperature(fit.logits, fit.labels)
+    test = mean_log_probs(tests, s.seed + 1)
+    names = list(metas[0].class_names)
+    return {"ensemble_temperature": t, "members": [str(w) for w in weights],
+            "sample": {"validation_scans": shared, "test_scans": tests,
+                       "validation_voxels": int(len(fit.labels)),
+                       "test_voxels": int(len(test.labels))},
+            "temperature": [t],
+            "test": {"before": reliability(test, None, s.bins, names),
+                     "after": reliability(test, [t], s.bins, names)}}

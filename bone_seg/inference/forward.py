@@ -51,12 +51,17 @@ class WindowModel:
             the member's first step with ``threads`` intra-op threads, default: torch's).
         calibrated: divide each member's logits by the temperature its metadata carries
             (:mod:`bone_seg.inference.calibration`; uncalibrated members: T = 1, untouched).
+        mean_temperature: instead, one temperature for the mean of the passes
+            (``softmax(log p̄ / T)``, fitted by ``bone-calibrate weights=[a,b,...]``); the
+            members' own are then not applied, and the mutual information compares the
+            softened mean with the unsoftened passes.
     """
 
     def __init__(self, ensemble: Ensemble, tta: tuple[Transform, ...], weight: np.ndarray,
                  device: torch.device, amp: bool, memory_format, compile: bool,
                  mutual_information: bool = False, fold_bn: bool = False,
-                 engine: str = "torch", threads: int | None = None, calibrated: bool = True):
+                 engine: str = "torch", threads: int | None = None, calibrated: bool = True,
+                 mean_temperature: float | None = None):
         self.engine = check_engine(engine, device)
         if self.engine == "onnxruntime" and compile:
             raise BoneSegError("compile=true compiles the torch network; with "
@@ -84,8 +89,9 @@ class WindowModel:
             self._loaded.setdefault(m.arch, i)
         self.passes = len(self.members) * len(self.tta)
         #: each member's temperature (None: uncalibrated or ``calibrated=False``)
-        self.temperatures = [temperature_of(m.meta) if calibrated else None
-                             for m in self.members]
+        self.mean_temperature = mean_temperature
+        self.temperatures = [temperature_of(m.meta) if calibrated and mean_temperature is None
+                             else None for m in self.members]
         self.mutual_information = bool(mutual_information)
         self.channels = self.num_classes + int(self.mutual_information)
         self._weight = torch.from_numpy(weight).to(device)
@@ -132,6 +138,9 @@ class WindowModel:
         out = []
         for c in range(len(xs)):
             mean = sums[c] if self.passes == 1 else sums[c] / self.passes
+            if self.mean_temperature is not None:
+                mean = torch.softmax(torch.log(mean.clamp_min(1e-30)) / self.mean_temperature,
+                                     dim=1)
             parts = [mean * self._weight]
             if self.mutual_information:
                 h = torch.special.entr(mean).sum(dim=1, keepdim=True)

@@ -309,6 +309,8 @@ def _fingerprint(digest: str | list[str], source: dict, meta, norm: Normalizer,
     temps = first.model.temperatures
     if any(t is not None for t in temps):  # calibrated weights: uncalibrated ones unchanged
         extra["temperature"] = [list(t) if t is not None else None for t in temps]
+    if first.model.mean_temperature is not None:
+        extra["ensemble_temperature"] = first.model.mean_temperature
     if first.maps:
         extra.update(uncertainty=list(first.maps),
                      uncertainty_threshold=float(s.uncertainty_threshold))

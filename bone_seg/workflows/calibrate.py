@@ -18,7 +18,11 @@ from omegaconf import DictConfig
 
 from bone_seg.atomic import write_json_atomic
 from bone_seg.errors import BoneSegError
-from bone_seg.inference.calibrate_weights import CalibrateSettings, calibrate_weights
+from bone_seg.inference.calibrate_weights import (
+    CalibrateSettings,
+    calibrate_ensemble,
+    calibrate_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +67,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Calibrate ``cfg.weights`` on ``cfg.store_path``'s scans."""
     if not cfg.weights:
         raise BoneSegError("bone-calibrate needs weights=<file.safetensors> written by bone-fit")
+    if not isinstance(cfg.weights, str):  # a list: one temperature for the ensemble's mean
+        return _run_ensemble(cfg, [str(w) for w in cfg.weights])
     weights = Path(str(cfg.weights))
     if not weights.is_file():
         raise BoneSegError(f"weights={weights}: no such file")
@@ -90,3 +96,21 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                          params={"weights": str(weights.resolve())}, artifacts=files)
         log.info("logged to MLflow run %s", run_id)
     return {k: result[k] for k in ("temperature", "test_nll", "weights")}
+
+
+def _run_ensemble(cfg: DictConfig, weights: list[str]) -> dict[str, Any]:
+    """``weights=[a,b,...]``: the ensemble's temperature (nothing rewritten)."""
+    for w in weights:
+        if not Path(w).is_file():
+            raise BoneSegError(f"weights={w}: no such file")
+    result = calibrate_ensemble(weights, cfg.store_path,
+                                CalibrateSettings.from_mapping(cfg.calibrate))
+    files = write_records(result, Path(cfg.paths.output_dir), f"ensemble of {len(weights)}")
+    t = result["ensemble_temperature"]
+    log.info("ensemble temperature %.3f (fitted on %d voxels of %s); test ECE %.4f -> %.4f",
+             t, result["sample"]["validation_voxels"],
+             ", ".join(result["sample"]["validation_scans"]), result["test"]["before"]["ece"],
+             result["test"]["after"]["ece"])
+    log.info("predict with these members in this order and ensemble_temperature=%.4f; records: "
+             "%s", t, ", ".join(str(f) for f in files))
+    return {"ensemble_temperature": t}

@@ -208,3 +208,47 @@ def test_calibrate_command_writes_records(tiny_store, tmp_path):
     assert rec["test"]["before"]["bins"] == 15 and len(rec["temperature"]) == 1
     assert (run_dir / "reliability.png").stat().st_size > 0
     assert Path(tmp_path / "w.calibrated.safetensors").is_file()
+
+
+def test_ensemble_temperature_softens_the_mean_and_keeps_its_arg_max():
+    from bone_seg.inference.ensemble import load_ensemble
+
+    a, meta = tiny_model("2d", seed=0)
+    vol = scan((4, 64, 64))
+
+    def members():  # fresh networks: an ensemble copies its members' weights into the first
+        return load_ensemble([tiny_model("2d", seed=0), tiny_model("2d", seed=1)])
+
+
+    def norm(x):
+        return (np.asarray(x, np.float32) - 1000) / 300
+
+    kw = dict(threshold=0.0, batch_size=4, micro_batch=4, fold_bn=False, overlap=0.0,
+              chunk_size=32)
+    plain = Predictor(members(), meta, **kw).predict_array(vol, norm)
+    soft = Predictor(members(), meta, ensemble_temperature=2.0, **kw).predict_array(vol, norm)
+    # p̄^(1/T) keeps the order of the classes; only float32 near-ties of the two members' mean
+    # (these random members often disagree completely: 0.5 / 0.5) may tip
+    assert np.mean(plain[0] != soft[0]) < 0.002 and soft[1].mean() < plain[1].mean()
+    tipped = plain[0] != soft[0]
+    assert np.all(plain[1][tipped] < 0.5 + 1e-3)
+    with pytest.raises(BoneSegError, match="ensemble_temperature"):
+        Predictor(a, meta, ensemble_temperature=-1.0, **kw)
+
+
+def test_calibrate_ensemble_fits_one_temperature_on_shared_validation(tiny_store):
+    from bone_seg.inference.calibrate_weights import CalibrateSettings, calibrate_ensemble
+
+    files = []
+    for seed, tmp in ((0, "a"), (1, "b")):
+        net, meta = tiny_model("2d", patch=32, seed=seed)
+        meta.splits = {"train": ["tiny_01"], "val": ["tiny_02", f"tiny_0{3 + seed}"],
+                       "test": ["tiny_05"]}
+        files.append(save_weights(Path(tiny_store).parent / f"ens_{tmp}.safetensors",
+                                  net.state_dict(), meta))
+    r = calibrate_ensemble(files, tiny_store, CalibrateSettings(windows=2, voxels=100, bins=5))
+    assert r["sample"]["validation_scans"] == ["tiny_02"]  # the one both validate on
+    assert r["sample"]["test_scans"] == ["tiny_05"] and r["ensemble_temperature"] > 0
+    assert r["test"]["after"]["voxels"] == 2 * 100
+    with pytest.raises(BoneSegError, match="two or more"):
+        calibrate_ensemble(files[:1], tiny_store)
