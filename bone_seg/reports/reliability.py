@@ -33,6 +33,6 @@ def reliability_figure(before: dict, after: dict, temperature: list[float],
         ax.set_title(name)
         ax.legend(loc="upper left", fontsize=9)
     t = ", ".join(f"{v:.3f}" for v in temperature)
-    fig.suptitle(f"{title} reliability on {before['voxels']} sampled test voxels, "
+    fig.suptitle(f"{title} reliability on {before['voxels']} sampled voxels, "
                  f"{before['bins']} bins; temperature {t}".strip())
     return fig

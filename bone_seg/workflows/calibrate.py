@@ -34,8 +34,9 @@ def write_records(result: dict, folder: Path, title: str) -> list[Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     js = write_json_atomic(folder / "calibration.json", result)
+    scans = ", ".join(result["sample"]["test_scans"])
     fig = reliability_figure(result["test"]["before"], result["test"]["after"],
-                             result["temperature"], title)
+                             result["temperature"], f"{title}, {scans}:")
     return [Path(js), save_figure_atomic(fig, folder / "reliability.png")]
 
 
@@ -107,9 +108,10 @@ def _run_ensemble(cfg: DictConfig, weights: list[str]) -> dict[str, Any]:
                                 CalibrateSettings.from_mapping(cfg.calibrate))
     files = write_records(result, Path(cfg.paths.output_dir), f"ensemble of {len(weights)}")
     t = result["ensemble_temperature"]
-    log.info("ensemble temperature %.3f (fitted on %d voxels of %s); test ECE %.4f -> %.4f",
+    log.info("ensemble temperature %.3f (fitted on %d voxels of %s); ECE on %s %.4f -> %.4f",
              t, result["sample"]["validation_voxels"],
-             ", ".join(result["sample"]["validation_scans"]), result["test"]["before"]["ece"],
+             ", ".join(result["sample"]["validation_scans"]),
+             ", ".join(result["sample"]["test_scans"]), result["test"]["before"]["ece"],
              result["test"]["after"]["ece"])
     log.info("predict with these members in this order and ensemble_temperature=%.4f; records: "
              "%s", t, ", ".join(str(f) for f in files))
