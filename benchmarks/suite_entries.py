@@ -83,4 +83,16 @@ ENTRIES = (
           recorded=True),
     Entry("labelling_budget", "labelling_budget.py",
           "how many labelled slices does fine-tuning on a new kind of scan need?", recorded=True),
+    Entry("calibration", "calibration.py",
+          "does temperature scaling calibrate the network (ECE before/after, per class; members "
+          "or the mean of an ensemble)?", recorded=True),
+    Entry("quality_check", "quality_check.py",
+          "does the per-scan check rank unseen, shifted scans by their true error (Spearman with "
+          "mIoU), and what does it cost?", recorded=True),
+    Entry("quality_check_time", "quality_check.py",
+          "what does the per-scan check add to bone-predict's time?",
+          ("--timing", "--rounds", "3", "--depth", "16", "--preset", "mouse",
+           "--root", "/tmp/bench_quality_time"),
+          ("--timing", "--rounds", "5", "--depth", "48", "--preset", "mouse",
+           "--root", "/tmp/bench_quality_time")),
 )

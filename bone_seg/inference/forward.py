@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.calibration import scale_logits, temperature_of
 from bone_seg.inference.ensemble import Ensemble
 from bone_seg.inference.fold import conv_bn_pairs, fold_batch_norms, refold
 from bone_seg.inference.onnx_engine import OnnxNet, check_engine, ort_threads
@@ -48,12 +49,19 @@ class WindowModel:
             changes.
         engine: ``torch`` or ``onnxruntime`` (CPU only; one session per member, exported on
             the member's first step with ``threads`` intra-op threads, default: torch's).
+        calibrated: divide each member's logits by the temperature its metadata carries
+            (:mod:`bone_seg.inference.calibration`; uncalibrated members: T = 1, untouched).
+        mean_temperature: instead, one temperature for the mean of the passes
+            (``softmax(log p̄ / T)``, fitted by ``bone-calibrate weights=[a,b,...]``); the
+            members' own are then not applied, and the mutual information compares the
+            softened mean with the unsoftened passes.
     """
 
     def __init__(self, ensemble: Ensemble, tta: tuple[Transform, ...], weight: np.ndarray,
                  device: torch.device, amp: bool, memory_format, compile: bool,
                  mutual_information: bool = False, fold_bn: bool = False,
-                 engine: str = "torch", threads: int | None = None):
+                 engine: str = "torch", threads: int | None = None, calibrated: bool = True,
+                 mean_temperature: float | None = None):
         self.engine = check_engine(engine, device)
         if self.engine == "onnxruntime" and compile:
             raise BoneSegError("compile=true compiles the torch network; with "
@@ -80,6 +88,10 @@ class WindowModel:
         for i, m in enumerate(self.members):  # each network holds its first member's weights
             self._loaded.setdefault(m.arch, i)
         self.passes = len(self.members) * len(self.tta)
+        #: each member's temperature (None: uncalibrated or ``calibrated=False``)
+        self.mean_temperature = mean_temperature
+        self.temperatures = [temperature_of(m.meta) if calibrated and mean_temperature is None
+                             else None for m in self.members]
         self.mutual_information = bool(mutual_information)
         self.channels = self.num_classes + int(self.mutual_information)
         self._weight = torch.from_numpy(weight).to(device)
@@ -118,7 +130,7 @@ class WindowModel:
             for c, x in enumerate(xs):
                 for t in self.tta:
                     p = self._probs(restore(self._logits(net, augment(x, t, self.mode)), t,
-                                            self.mode))
+                                            self.mode), self.temperatures[i])
                     sums[c] = p if sums[c] is None else sums[c] + p
                     if self.mutual_information:
                         e = torch.special.entr(p).sum(dim=1, keepdim=True)
@@ -126,6 +138,9 @@ class WindowModel:
         out = []
         for c in range(len(xs)):
             mean = sums[c] if self.passes == 1 else sums[c] / self.passes
+            if self.mean_temperature is not None:
+                mean = torch.softmax(torch.log(mean.clamp_min(1e-30)) / self.mean_temperature,
+                                     dim=1)
             parts = [mean * self._weight]
             if self.mutual_information:
                 h = torch.special.entr(mean).sum(dim=1, keepdim=True)
@@ -133,10 +148,12 @@ class WindowModel:
             out.append((parts[0] if len(parts) == 1 else torch.cat(parts, 1)).cpu().numpy())
         return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities (float32) of logits already turned back, in one memory format
-        for every pass (an untransformed pass's)."""
-        return torch.softmax(logits.float().contiguous(memory_format=self.memory_format), dim=1)
+    def _probs(self, logits: torch.Tensor, temperature=None) -> torch.Tensor:
+        """Softmax probabilities (float32) of logits already turned back (divided by the
+        member's ``temperature``), in one memory format for every pass (an untransformed
+        pass's)."""
+        logits = scale_logits(logits.float(), temperature)
+        return torch.softmax(logits.contiguous(memory_format=self.memory_format), dim=1)
 
     def _logits(self, net, x: torch.Tensor) -> torch.Tensor:
         """The network's output of one micro-batch."""

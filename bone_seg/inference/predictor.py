@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.calibration import check_temperature
 from bone_seg.inference.ensemble import Ensemble
 from bone_seg.inference.forward import WindowModel
 from bone_seg.inference.tta import parse_tta
@@ -168,6 +169,10 @@ class Predictor:
             output's fingerprint).
         engine: ``torch`` or ``onnxruntime`` (the network exported to ONNX and run by ONNX
             Runtime on the CPU in the default memory format, :mod:`bone_seg.inference.onnx_engine`).
+        calibrated: apply the temperature the weights carry
+            (:mod:`bone_seg.inference.calibration`) to every probability made.
+        ensemble_temperature: one temperature for the mean of the members and passes instead
+            (None: each member's own).
     """
 
     def __init__(self, net: torch.nn.Module, meta, chunk_size: int | None = None,
@@ -175,7 +180,8 @@ class Predictor:
                  blending: str = "gaussian", threshold: float = 0.5, batch_size: int = 8,
                  micro_batch: int = 4, device: str | torch.device = "cpu", amp: bool = True,
                  compile: bool = False, channels_last: bool = True, tta=None,
-                 uncertainty=(), fold_bn: bool = False, engine: str = "torch"):
+                 uncertainty=(), fold_bn: bool = False, engine: str = "torch",
+                 calibrated: bool = True, ensemble_temperature: float | None = None):
         self.meta = meta
         self.engine = engine
         self.mode = meta.mode
@@ -208,7 +214,10 @@ class Predictor:
         ensemble = net if isinstance(net, Ensemble) else Ensemble.of(net, meta)
         self.model = WindowModel(ensemble, self.tta, self.weight, self.device, self.amp,
                                  self.memory_format, compile, "mutual_information" in self.maps,
-                                 fold_bn=fold_bn, engine=engine)
+                                 fold_bn=fold_bn, engine=engine, calibrated=calibrated,
+                                 mean_temperature=None if ensemble_temperature is None else
+                                 check_temperature(ensemble_temperature,
+                                                   "ensemble_temperature")[0])
         self.fold_bn = bool(fold_bn)
         if "mutual_information" in self.maps and self.model.passes == 1:
             raise BoneSegError("uncertainty=[mutual_information] measures how the passes of an "
@@ -227,7 +236,9 @@ class Predictor:
                    micro_batch=settings.micro_batch, device=device, amp=settings.amp,
                    compile=settings.compile, channels_last=settings.channels_last,
                    tta=settings.tta, uncertainty=settings.uncertainty,
-                   fold_bn=settings.fold_bn, engine=settings.engine)
+                   fold_bn=settings.fold_bn, engine=settings.engine,
+                   calibrated=settings.calibrated,
+                   ensemble_temperature=settings.ensemble_temperature)
 
     # ------------------------------------------------------------------ geometry
     def plan(self, shape) -> WindowPlan:

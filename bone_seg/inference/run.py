@@ -187,13 +187,38 @@ def _complete_outputs(output: PredictionOutput, job: _Job, s: PredictSettings) -
     """Post-processing, then the statistics, TIFF and summary of the final labels, and the
     slices to label next (``suggest``: :mod:`bone_seg.inference.suggest`)."""
     labels, post = postprocess_output(output, s.postprocess, s.progress, job.name)
+    check = ((lambda stats: _check(output, labels, stats, job, s)) if s.check.enabled
+             else None)
     extras = _finish_outputs(output, labels, post, job.volume, s, list(job.meta.class_names),
-                             job.name)
+                             job.name, check)
     if s.suggest:
         depth = job.meta.patch_depth if job.meta.mode == "3d" else 1
         extras["suggestions"] = suggest(output.path, output.slabs, output.shape, s.suggestions,
                                         depth or 1, store_mask(job.source), output.slab_depth)
     return extras
+
+
+def _check(output: PredictionOutput, labels, extras: dict, job: _Job,
+           s: PredictSettings) -> dict[str, Any]:
+    """The per-scan check (:mod:`bone_seg.inference.quality`; the first member's profile)."""
+    from bone_seg.inference.quality import check_scan
+
+    conf = extras["confidence"]
+    return check_scan(job.meta.quality_profile, s.check, name=job.name,
+                      mean_confidence=conf["mean"], histogram=conf["histogram"],
+                      read_image=_reader(job.volume, job.norm),
+                      read_labels=lambda a, b: labels[a:b], shape=output.shape,
+                      slab_depth=output.slab_depth, class_names=list(job.meta.class_names),
+                      voxel_size=extras.get("voxel_size"))
+
+
+def _check_note(name: str, check: dict | None) -> str | None:
+    """The check's line for the summary PNG."""
+    if check is None:
+        return None
+    from bone_seg.inference.quality import log_line
+
+    return log_line(name, check)
 
 
 def _trained_on(ensemble: Ensemble, source: dict) -> list[str]:
@@ -216,7 +241,8 @@ def _reader(volume, norm: Normalizer):
 
 
 def _finish_outputs(output: PredictionOutput, labels, post: dict | None, volume,
-                    s: PredictSettings, class_names: list[str], name: str) -> dict[str, Any]:
+                    s: PredictSettings, class_names: list[str], name: str,
+                    check=None) -> dict[str, Any]:
     """The statistics over every slab, the TIFF export and the PNG summary of the final
     ``labels`` (report entries; ``post``: the post-processing's report, replacing the class
     counts of the network's labels)."""
@@ -233,11 +259,14 @@ def _finish_outputs(output: PredictionOutput, labels, post: dict | None, volume,
         stats["uncertainty"] = uncertainty
     tiff_path = _export_tiff(output, labels, s.tiff) if s.tiff else None
     vs = output.attrs_voxel_size
+    if check is not None:  # the per-scan check (``check``), before the summary that shows it
+        stats["check"] = check({**stats, "voxel_size": vs})
     summary = None
     if s.summary:
         summary = write_summary(output.path / "summary.png", volume, labels,
                                 stats["class_counts"],
-                                vs if vs is None or isinstance(vs, float) else vs[1], name)
+                                vs if vs is None or isinstance(vs, float) else vs[1], name,
+                                note=_check_note(name, stats.get("check")))
     return {**stats, "tiff": str(tiff_path) if tiff_path else None, "voxel_size": vs,
             "summary": str(summary) if summary else None}
 
@@ -277,6 +306,11 @@ def _fingerprint(digest: str | list[str], source: dict, meta, norm: Normalizer,
         extra["fold_bn"] = True
     if first.engine != "torch":  # the threads too: kernels may split work by them
         extra.update(engine=first.engine, engine_threads=first.model.threads)
+    temps = first.model.temperatures
+    if any(t is not None for t in temps):  # calibrated weights: uncalibrated ones unchanged
+        extra["temperature"] = [list(t) if t is not None else None for t in temps]
+    if first.model.mean_temperature is not None:
+        extra["ensemble_temperature"] = first.model.mean_temperature
     if first.maps:
         extra.update(uncertainty=list(first.maps),
                      uncertainty_threshold=float(s.uncertainty_threshold))

@@ -9,7 +9,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from bone_seg.errors import BoneSegError
+from bone_seg.inference.calibration import check_temperature
 from bone_seg.inference.onnx_engine import check_engine
+from bone_seg.inference.quality import CheckSettings
 from bone_seg.inference.slabs import check_part
 from bone_seg.inference.suggest import SuggestSettings
 from bone_seg.inference.tta import tta_names
@@ -55,6 +57,12 @@ class PredictSettings:
             once the output is complete (:mod:`bone_seg.inference.suggest`; ``suggest`` 0: none);
             the map ``suggest_by`` needs is added to ``uncertainty``.
         engine: ``torch`` or ``onnxruntime`` (:mod:`bone_seg.inference.onnx_engine`).
+        calibrated: divide the logits by the temperature the weights carry
+            (:mod:`bone_seg.inference.calibration`; none carried: nothing changes).
+        ensemble_temperature: one temperature for the mean of an ensemble's members and TTA
+            passes (fitted by ``bone-calibrate weights=[a,b,...]``), instead of each member's.
+        check: the per-scan check (a mapping or
+            :class:`~bone_seg.inference.quality.CheckSettings`), :mod:`bone_seg.inference.quality`.
     """
 
     chunk_size: int | None = None
@@ -88,6 +96,9 @@ class PredictSettings:
     suggest_spacing: float | None = None
     suggest_within: str = "slice"
     engine: str = "torch"
+    calibrated: bool = True
+    ensemble_temperature: float | None = None
+    check: CheckSettings | Mapping | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is None:
@@ -113,6 +124,9 @@ class PredictSettings:
             raise BoneSegError(f"uncertainty_threshold={t!r}: a number from 0 to 1")
         check_part(self.part, self.parts)
         check_engine(self.engine)
+        object.__setattr__(self, "check", CheckSettings.from_mapping(self.check))
+        if self.ensemble_temperature is not None:
+            check_temperature(self.ensemble_temperature, "ensemble_temperature")
         if not isinstance(self.postprocess, PostprocessSettings):
             object.__setattr__(self, "postprocess",
                                PostprocessSettings.from_mapping(self.postprocess))

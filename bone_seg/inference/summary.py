@@ -77,8 +77,9 @@ def volume_rows(counts: dict[str, int], voxel_um: float | None) -> list[list[str
 
 
 def write_summary(path: str | Path, image, labels, counts: dict[str, int],
-                  voxel_um: float | None, title: str) -> Path:
-    """Draw the summary of ``labels`` (a Zarr array) over ``image`` (a Volume) into ``path``."""
+                  voxel_um: float | None, title: str, note: str | None = None) -> Path:
+    """Draw the summary of ``labels`` (a Zarr array) over ``image`` (a Volume) into ``path``
+    (``note``: a line under the table, e.g. the per-scan check's verdict)."""
     fig = Figure(figsize=(12, 9), layout="constrained")
     axes = fig.subplots(2, 2)
     for ax, (name, img, lab, aspect) in zip(axes.flat, _views(image, labels, labels.shape),
@@ -95,6 +96,12 @@ def write_summary(path: str | Path, image, labels, counts: dict[str, int],
     table = ax.table(cellText=volume_rows(counts, voxel_um),
                      colLabels=["class", "voxels", "mm³", "% of envelope"], loc="center")
     table.scale(1, 1.6)
+    if note:  # wrapped to the panel's width
+        import textwrap
+
+        ax.text(0.5, 0.05, textwrap.fill(note, 60), ha="center", va="bottom",
+                transform=ax.transAxes, fontsize=10,
+                color="#b00000" if "check it" in note else "#205020")
     for i, rgb in enumerate(class_colours(len(counts))):
         table[i + 1, 0].set_facecolor([c / 255 for c in rgb] + [0.35 if i else 0.0])
     vs = f"voxel {voxel_um:g} µm" if voxel_um else "voxel size unknown"

@@ -27,6 +27,7 @@ MODES = ("2d", "2.5d", "3d")
 NORMALIZATIONS = ("zscore", "minmax")
 STATS_POLICIES = ("positive", "all")
 SPLITS = ("train", "val", "test")
+OPTIONAL_FIELDS = ("calibration", "quality_profile")  # left out of the JSON when None
 
 
 _PACKAGES = {
@@ -96,6 +97,12 @@ class WeightsMeta:
         best_metric: the metric that chose the epoch (``val/miou``).
         splits: scan ids (or BONe input folders) of ``train``, ``val`` and ``test``.
         source: who wrote the weights (``bone_seg`` or ``BONe``).
+        calibration: the temperature fitted on the validation scans and its figures
+            (``{"temperature": [T] or one per class, "nll_before", "nll_after", "voxels",
+            ...}``, :mod:`bone_seg.inference.calibration`), or None: uncalibrated (T = 1).
+        quality_profile: what the training scans looked like and the validation scans' check
+            figures, for ``bone-predict``'s per-scan check (:mod:`bone_seg.inference.quality`),
+            or None.
         format: always ``bone_seg.weights``.
         format_version: version of this layout.
     """
@@ -122,6 +129,8 @@ class WeightsMeta:
     best_metric: str = "val/miou"
     splits: dict[str, list[str]] = dataclasses.field(default_factory=_default_splits)
     source: str = "bone_seg"
+    calibration: dict[str, Any] | None = None
+    quality_profile: dict[str, Any] | None = None
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
 
@@ -141,6 +150,9 @@ class WeightsMeta:
             }
         self.net_kwargs = json_copy(self.net_kwargs or {}, "net_kwargs")
         self.config = json_copy(self.config or {}, "config")
+        for name in OPTIONAL_FIELDS:
+            if getattr(self, name) is not None:
+                setattr(self, name, json_copy(getattr(self, name), name))
         self.versions = {str(k): str(v) for k, v in (self.versions or {}).items()}
         if self.best_score is not None and is_int(self.best_score):
             self.best_score = float(self.best_score)
@@ -204,6 +216,19 @@ class WeightsMeta:
             raise BoneSegError(f"weights metadata best_score={self.best_score!r} must be a "
                                "finite number or null")
         self._check_splits()
+        self._check_calibration()
+
+    def _check_calibration(self) -> None:
+        cal = self.calibration
+        if cal is None:
+            return
+        t = cal.get("temperature") if isinstance(cal, dict) else None
+        ok = (isinstance(t, list) and len(t) in (1, self.num_classes)
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                      and math.isfinite(v) and v > 0 for v in t))
+        if not ok:
+            raise BoneSegError(f"weights metadata calibration.temperature={t!r} must be a list "
+                               f"of one positive number or one per class ({self.num_classes})")
 
     def _check_choice(self, name: str, choices: tuple[str, ...]) -> None:
         value = getattr(self, name)
@@ -264,6 +289,9 @@ class WeightsMeta:
         """A JSON-ready dict of every field."""
         out = dataclasses.asdict(self)
         out["clip_range"] = None if self.clip_range is None else list(self.clip_range)
+        for name in OPTIONAL_FIELDS:  # absent when unset: older files keep their exact bytes
+            if out[name] is None:
+                del out[name]
         return out
 
     def to_json(self) -> str:

@@ -216,6 +216,13 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
         raise BoneSegError("no validation epoch finished, so there are no best weights; "
                            "raise trainer.max_epochs or lower trainer.limit_val_batches")
     files = run_files(out, callbacks) + write_curves(out, callbacks, datamodule)
+    if cfg.calibrate.enabled and datamodule.splits.get("val"):  # before the test predictions
+        from bone_seg.workflows.calibrate import calibrate_fit
+
+        cal_metrics, cal_files = calibrate_fit(Path(best.path), datamodule.store_path,
+                                               cfg.calibrate, out)
+        mlflow_run.log_metrics(logger, cal_metrics)
+        files += cal_files
     if cfg.test.enabled and datamodule.splits.get("test"):
         from bone_seg.workflows.test_fold import evaluate_test_scans
 

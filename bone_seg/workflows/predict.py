@@ -17,6 +17,7 @@ from omegaconf import DictConfig, ListConfig, open_dict
 
 from bone_seg.errors import BoneSegError
 from bone_seg.inference import PredictSettings, predict_scan
+from bone_seg.inference.quality import log_line as quality_log_line
 from bone_seg.inference.scan import scan_name
 from bone_seg.inference.slabs import check_part
 from bone_seg.inference.suggest import log_line
@@ -122,6 +123,10 @@ def _log_report(report: dict, out: Path, members: int, threshold: float) -> None
             log.info("%s: mean %.4f; %.3f%% of voxels above %s (%s)", name, u["mean"] or 0,
                      100 * (u["fraction_above"] or 0), report["uncertainty"]["threshold"],
                      out / name)
+    if report.get("check"):
+        check = report["check"]
+        (log.warning if check.get("verdict") == "check" else log.info)(
+            "%s", quality_log_line(report["name"], check))
     if report.get("suggestions"):
         log.info("%s (%s)", log_line(report["suggestions"]), out / "suggestions.json")
     if report["tiff"]:

@@ -100,6 +100,12 @@ def log_prediction(cfg: DictConfig, out: Path, report: dict,
                if report.get(k) is not None}
     if report.get("confidence", {}).get("mean") is not None:
         metrics["predict/confidence_mean"] = float(report["confidence"]["mean"])
+    check = report.get("check") or {}
+    if check.get("score") is not None:  # the per-scan check: its score, verdict and figures
+        metrics["check/score"] = float(check["score"])
+        metrics["check/flagged"] = float(check["verdict"] == "check")
+        metrics.update({f"check/{k}": float(v) for k, v in check["figures"].items()
+                        if v is not None})
     files = [out / "report.json", *([Path(report["summary"])] if report.get("summary") else [])]
     if measured is not None:
         metrics.update(measure_metrics(measured[0]))

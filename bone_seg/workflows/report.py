@@ -15,7 +15,7 @@ from bone_seg.reports.ranking import paper_weights
 from bone_seg.reports.report_files import write_cv_report, write_rank_report
 
 log = logging.getLogger(__name__)
-KINDS = ("cv", "rank")
+KINDS = ("cv", "rank", "check")
 
 
 def run(cfg: DictConfig) -> str:
@@ -25,11 +25,15 @@ def run(cfg: DictConfig) -> str:
     if cfg.sweep and cfg.parent_run:
         raise BoneSegError("give sweep=<name> or parent_run=<run id>, not both")
     by = check_by(cfg.get("by"))
+    if cfg.kind == "check" and cfg.get("predictions"):  # a batch: no MLflow runs needed
+        return _check_report(cfg, None)
     runs = fetch_runs(cfg.logger.tracking_uri, cfg.logger.experiment_name, cfg.sweep,
                       cfg.parent_run)
     log.info("%s: %d finished runs", runs.selection, len(runs.runs))
     if cfg.kind == "cv" and by == "mode":
         report = write_cv_by_mode(runs, cfg.out, f"Cross-validation: {runs.selection}")
+    elif cfg.kind == "check":
+        return _check_report(cfg, runs)
     elif cfg.kind == "cv":
         report = write_cv_report(cv_records(runs), cfg.out, f"Cross-validation: {runs.selection}")
     else:
@@ -45,6 +49,29 @@ def run(cfg: DictConfig) -> str:
                                 f"report-{cfg.kind}-{subject}", cfg.kind, report.files,
                                 sweep=cfg.sweep, metrics=report.metrics, params=params)
         log.info("logged the report files to MLflow run %s (%s)", run_id, runs.tracking_uri)
+    return str(cfg.out)
+
+
+def _check_report(cfg: DictConfig, runs) -> str:
+    """``kind=check``: the scans by their per-scan check score (a batch's predictions or a
+    sweep's test scans), :mod:`bone_seg.reports.check_list`."""
+    from bone_seg.reports.check_list import (
+        rows_from_predictions,
+        rows_from_records,
+        write_check_report,
+    )
+    from bone_seg.reports.mlflow_runs import _artifact_records
+
+    if runs is None:
+        rows, subject = rows_from_predictions(cfg.predictions), str(cfg.predictions)
+    else:
+        rows = rows_from_records((r.info.run_id, rec) for r in runs.runs
+                                 for rec in (_artifact_records(runs.client, r) or []))
+        subject = runs.selection
+    report = write_check_report(rows, cfg.out, f"Per-scan check: {subject}")
+    print(report.markdown, flush=True)
+    for path in report.files:
+        log.info("wrote %s", path)
     return str(cfg.out)
 
 

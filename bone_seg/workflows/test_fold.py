@@ -41,11 +41,13 @@ def evaluate_test_scans(weights: Path, datamodule: Any, settings: Any,
     store = datamodule.store_path
     metrics: dict[str, float] = {}
     per_scan: dict[str, dict] = {}
+    checks: dict[str, dict] = {}
     pred_dir = out / "test_predictions"
     predict = PredictSettings.from_config(settings, overwrite=True)
     for scan_id in datamodule.splits["test"]:
         pred = pred_dir / f"{scan_id}.zarr"
-        predict_scan(weights, scan_id, pred, store_path=store, settings=predict)
+        checks[scan_id] = predict_scan(weights, scan_id, pred, store_path=store,
+                                       settings=predict).get("check") or {}
         counts = confusion_counts(Path(store) / "scans" / scan_id / "mask", pred / "labels",
                                   datamodule.num_classes, progress=False, ignore=UNLABELLED)
         scores = scores_from_confusion(counts.matrix, datamodule.class_names, ignore=UNLABELLED,
@@ -67,7 +69,8 @@ def evaluate_test_scans(weights: Path, datamodule: Any, settings: Any,
          "miou": _number(s["mean_iou"]), "mdice": _number(s["mean_dice"]),
          "iou": {c["name"]: _number(c["iou"]) for c in s["classes"]},
          "dice": {c["name"]: _number(c["dice"]) for c in s["classes"]},
-         records.IGNORED_VOXELS: s["ignored_voxels"]}
+         records.IGNORED_VOXELS: s["ignored_voxels"],
+         **({"check": checks[scan_id]} if checks[scan_id].get("score") is not None else {})}
         for scan_id, s in per_scan.items()])
     if not settings.keep_predictions:
         shutil.rmtree(pred_dir, ignore_errors=True)

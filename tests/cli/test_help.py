@@ -12,7 +12,8 @@ import pytest
 from bone_seg.cli.compose import CONF_DIR, search_path
 from bone_seg.cli.help import examples, help_text
 
-COMMANDS = ("phantom", "import", "export", "fit", "predict", "iou", "morpho", "report", "demo")
+COMMANDS = ("phantom", "import", "export", "fit", "predict", "iou", "morpho", "report", "demo",
+            "calibrate")
 HEAVY = ("torch", "lightning", "mlflow", "segmentation_models_pytorch", "zarr")
 
 # every command's --help, run as the console scripts run it, in one fresh interpreter; it reports

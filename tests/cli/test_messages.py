@@ -16,7 +16,8 @@ from bone_seg.cli.help import examples
 from bone_seg.errors import BoneSegError
 
 BIN = Path(sys.executable).parent
-COMMANDS = ("phantom", "import", "export", "fit", "predict", "iou", "morpho", "report", "demo")
+COMMANDS = ("phantom", "import", "export", "fit", "predict", "iou", "morpho", "report", "demo",
+            "calibrate")
 
 
 @pytest.mark.parametrize("name, args, message", [

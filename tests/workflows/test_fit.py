@@ -49,6 +49,10 @@ def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tin
     assert len(history) == 2
     artifacts = {a.path for a in client.list_artifacts(r.info.run_id)}
     assert {"best.safetensors", "fit.log", "config.yaml", "curves.png"} <= artifacts
+    # calibrate.enabled: the best weights carry a temperature and the check's profile
+    assert meta.calibration["temperature"][0] > 0 and meta.quality_profile["validation"]["scans"]
+    assert {"calibration.json", "reliability.png"} <= artifacts
+    assert r.data.metrics["calibration/ece_after"] >= 0
     _assert_readable_records(client, r, tiny_store, splits)
     _assert_a_clean_terminal(proc.stderr)
 
