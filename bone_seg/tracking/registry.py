@@ -56,7 +56,8 @@ def register_run_model(tracking_uri: str, run_id: str, name: str, alias: str) ->
             if "already exists" not in str(err).lower() and \
                     "RESOURCE_ALREADY_EXISTS" not in str(err):
                 raise
-        mv = client.create_model_version(name, source=f"models:/{model_id}", run_id=run_id,
+        source = client.get_logged_model(model_id).artifact_location
+        mv = client.create_model_version(name, source=source, run_id=run_id,
                                          model_id=model_id,
                                          tags={"bone_seg.run_name": run.info.run_name or ""})
         client.set_registered_model_alias(name, alias, mv.version)

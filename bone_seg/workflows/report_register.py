@@ -12,7 +12,7 @@ import logging
 from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.errors import BoneSegError
-from bone_seg.reports.mlflow_runs import run_result
+from bone_seg.reports.mlflow_runs import _run_miou, run_result
 from bone_seg.reports.ranking import paper_weights, rank_configs
 from bone_seg.tracking.registry import register_run_model
 
@@ -26,13 +26,11 @@ def top_run(cfg: DictConfig, runs):
         raise BoneSegError(f"register_by={cfg.register_by!r}: use one of {', '.join(BY)}")
     if not runs.runs:
         raise BoneSegError(f"{runs.selection}: no FINISHED run to register")
-    results = [(run, run_result(runs.client, run)) for run in runs.runs]
     if cfg.register_by == "miou":
-        scored = [(r, res.miou) for r, res in results if res.miou is not None]
-        if not scored:
-            raise BoneSegError(f"{runs.selection}: no run has an mIoU to register by")
+        scored = [(r, _run_miou(runs.client, r)) for r in runs.runs]
         # ties: the earliest run (fetch_runs' order), the same every time
         return max(scored, key=lambda rs: rs[1])[0]
+    results = [(run, run_result(runs.client, run)) for run in runs.runs]
     names = [res.name for _, res in results]
     if len(set(names)) != len(names):
         raise BoneSegError(f"register_by=score ranks one run per configuration, and "
