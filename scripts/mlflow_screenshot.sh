@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate docs/images/mlflow_models.png: the MLflow UI (headless chromium) on an experiment in
 # its model-training view, with a fit's model logged and registered as bone_pores@champion.
-# A throwaway SQLite store and server in a temporary folder; nothing else is touched.
+# (The UI keeps its GenAI / Model training switch per browser; ?workflowType=machine_learning in
+# the address picks model training.) A throwaway SQLite store and server in a temporary folder; nothing else is touched.
 #   scripts/mlflow_screenshot.sh [out.png]     (needs chromium: apt-get install -y chromium)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -59,7 +60,7 @@ for _ in $(seq 1 240); do
 done
 "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1440,900 \
     --virtual-time-budget=20000 --screenshot="$tmp/shot.png" \
-    "http://127.0.0.1:$port/#/experiments/$exp_id/models" >/dev/null 2>&1
+    "http://127.0.0.1:$port/#/experiments/$exp_id/models?workflowType=machine_learning" >/dev/null 2>&1
 # a palette PNG keeps the file small (< 300 kB)
 "$py" -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').quantize(128).save(sys.argv[2], optimize=True)" \
     "$tmp/shot.png" "$out"
