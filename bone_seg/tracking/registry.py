@@ -12,6 +12,8 @@ import re
 
 from bone_seg.errors import BoneSegError
 
+#: the version's tag naming its logged model (read by :mod:`bone_seg.tracking.resolve`)
+MODEL_ID_TAG = "bone_seg.model_id"
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 
 
@@ -59,7 +61,8 @@ def register_run_model(tracking_uri: str, run_id: str, name: str, alias: str) ->
         source = client.get_logged_model(model_id).artifact_location
         mv = client.create_model_version(name, source=source, run_id=run_id,
                                          model_id=model_id,
-                                         tags={"bone_seg.run_name": run.info.run_name or ""})
+                                         tags={"bone_seg.run_name": run.info.run_name or "",
+                                               MODEL_ID_TAG: model_id})
         client.set_registered_model_alias(name, alias, mv.version)
     except MlflowException as err:
         raise BoneSegError(f"MLflow at {tracking_uri} refused to register run {run_id} as "

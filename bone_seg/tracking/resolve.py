@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bone_seg.errors import BoneSegError
+from bone_seg.tracking.registry import MODEL_ID_TAG
 
 MODELS = "models:/"
 RUNS = "runs:/"
@@ -96,13 +97,15 @@ def model_id_of(client, uri: str, key: str = "weights") -> str:
               else client.get_model_version(name, version))
     except MlflowException:
         aliases = ", ".join(f"@{a} (version {v})" for a, v in sorted(registered.aliases.items()))
-        versions = ", ".join(sorted((v.version for v in client.search_model_versions(
-            f"name='{name}'")), key=int))
+        versions = ", ".join(str(v) for v in sorted(int(m.version) for m in
+                                                     client.search_model_versions(f"name='{name}'")))
         what = f"alias '{alias}'" if alias is not None else f"version {version}"
         raise BoneSegError(f"{key}={uri}: registered model '{name}' has no {what}; its aliases: "
                            f"{aliases or 'none'}; its versions: {versions or 'none'}") from None
     if getattr(mv, "model_id", None):
         return mv.model_id
+    if (mv.tags or {}).get(MODEL_ID_TAG):  # registered by bone-report (register_run_model)
+        return mv.tags[MODEL_ID_TAG]
     if str(mv.source).startswith(MODELS):
         return str(mv.source)[len(MODELS):].strip("/")
     raise BoneSegError(f"{key}={uri}: version {mv.version} of '{name}' is not a logged model "
