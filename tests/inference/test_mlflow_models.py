@@ -160,9 +160,10 @@ def test_mlflow_models_serve_answers_a_prediction(tmp_path):
     model_id = tracking.client().get_run(run_id).outputs.model_outputs[0].model_id
     port = _free_port()
     env = {**_env(), "MLFLOW_TRACKING_URI": tracking.uri}
+    log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{model_id}",
                                "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env=env, stdout=log, stderr=subprocess.STDOUT,
                               start_new_session=True)
     try:
         x = np.random.default_rng(1).normal(size=(1, 1, 32, 32)).astype(np.float32)
@@ -177,10 +178,11 @@ def test_mlflow_models_serve_answers_a_prediction(tmp_path):
                 break
             except OSError:
                 time.sleep(1)
-        assert answer is not None, server.stderr.read().decode()[-3000:] if server.poll() else ""
+        assert answer is not None, (tmp_path / "serve.log").read_text()[-3000:]
     finally:
         os.killpg(server.pid, 15)
         server.wait(timeout=30)
+        log.close()
     from bone_seg.weights.network import load_net
 
     net, _ = load_net(weights)
