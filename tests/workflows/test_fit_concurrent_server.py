@@ -28,7 +28,7 @@ def test_eight_fits_at_once_keep_every_run_metric_and_artifact(tmp_path, tiny_st
         for i in range(FITS)]
     errors = [p.communicate(timeout=900)[1] for p in procs]
     failed = [f"fit {i} (exit {p.returncode}): {e[-2500:]}" for i, (p, e) in
-              enumerate(zip(procs, errors)) if p.returncode != 0]
+              enumerate(zip(procs, errors, strict=True)) if p.returncode != 0]
     assert not failed, "\n".join(failed)
     client = tracking.client()
     runs = tracking.runs()
