@@ -42,13 +42,15 @@ def assert_same_tensors(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-def sweep_fit_runs(root: Path, sweep: str = "cv"):
-    """``(parent, fits)``: the MLflow runs of a finished sweep under ``root`` (its one parent run
-    and the fit runs; report runs left out)."""
+def sweep_fit_runs(root: Path, sweep: str = "cv", tracking=None):
+    """``(parent, fits)``: the MLflow runs of a finished sweep under ``root`` (or in
+    ``tracking``, the conftest's :class:`Tracking`) (its one parent run and the fit runs; report
+    runs left out)."""
     import mlflow
 
-    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
-    exp = client.get_experiment_by_name("bone_seg")
+    client = (tracking.client() if tracking is not None
+              else mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db"))
+    exp = client.get_experiment_by_name("bone_seg" if tracking is None else tracking.experiment)
     tagged = [r for r in client.search_runs([exp.experiment_id])
               if r.data.tags.get("bone_seg.sweep") == sweep
               and "bone_seg.report" not in r.data.tags]

@@ -4,7 +4,8 @@ MLflow creates the tables of a SQLite database the first time a process opens it
 doing that at once collide (``table ... already exists``, alembic errors), and two processes
 creating the same experiment collide as well. :func:`ensure_experiment` does both under a file lock
 beside the database (``<db>.lock``, :mod:`filelock`), so whichever process comes first creates
-them and the others find them. A server (``http://...``) serialises this itself: no lock.
+them and the others find them. A server (``http://...``, e.g. on PostgreSQL) serialises this
+itself: no lock. A new experiment is tagged for the MLflow UI's model-training view.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from pathlib import Path
 from bone_seg.errors import BoneSegError
 
 SQLITE = "sqlite:///"
+#: the experiment tag the MLflow 3 UI reads to choose its view, and the value of its
+#: "model training" view (runs, models, metrics) rather than the GenAI one (traces, prompts)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -76,10 +81,13 @@ def ensure_experiment(tracking_uri: str, experiment_name: str) -> str:
                     f"MLflow experiment '{experiment_name}' at {tracking_uri} is deleted; restore "
                     "it (mlflow experiments restore) or choose another logger.experiment_name"
                 )
+            if EXPERIMENT_KIND_TAG not in exp.tags:  # made before bone_seg set it: set it once
+                client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
             return exp.experiment_id
         try:
             return client.create_experiment(
-                experiment_name, artifact_location=default_artifact_location(tracking_uri))
+                experiment_name, artifact_location=default_artifact_location(tracking_uri),
+                tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING})
         except MlflowException:  # created meanwhile through a server
             exp = client.get_experiment_by_name(experiment_name)
             if exp is None:

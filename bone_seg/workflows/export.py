@@ -14,6 +14,7 @@ from bone_seg.errors import BoneSegError
 from bone_seg.io.export import export_tiff
 from bone_seg.io.store import DatasetStore
 from bone_seg.io.volume import ArrayVolume, open_volume
+from bone_seg.tracking.resolve import is_mlflow_weights, resolve_weights_uri
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ def run(cfg: DictConfig) -> str:
             "source=<volume path> or weights=<weights file> (to BONe's .pth layout)"
         )
     if cfg.weights:
+        if is_mlflow_weights(str(cfg.weights)):  # models:/<name>@<alias>, runs:/<id>, a run id
+            cfg.weights = resolve_weights_uri(str(cfg.weights), cfg.logger.tracking_uri,
+                                              Path(cfg.paths.cache).expanduser() / "mlflow")
         if cfg.format in ("bioimageio", "onnx"):
             from bone_seg.workflows import package_export
 

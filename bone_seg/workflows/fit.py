@@ -32,6 +32,7 @@ from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO, read_checkp
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
 from bone_seg.io.store import DatasetStore
+from bone_seg.tracking.models import log_model_metrics, log_weights_model
 from bone_seg.workflows import mlflow_run, publish, slurm_job
 
 log = logging.getLogger("bone_seg.fit")
@@ -223,16 +224,20 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
                                                cfg.calibrate, out)
         mlflow_run.log_metrics(logger, cal_metrics)
         files += cal_files
+    # the best weights as the run's MLflow model; the metrics below are linked to it
+    model_id = log_weights_model(logger.experiment, logger.run_id, best.path)
+    summary["model_id"] = model_id
     if cfg.test.enabled and datamodule.splits.get("test"):
         from bone_seg.workflows.test_fold import evaluate_test_scans
 
         metrics, reports = evaluate_test_scans(best.path, datamodule, cfg.test, out)
-        mlflow_run.log_metrics(logger, metrics)
+        log_model_metrics(logger.experiment, logger.run_id, model_id, metrics)
         summary["test_miou"] = metrics.get("test/miou")
         summary["test_mdice"] = metrics.get("test/mdice")
         files += reports
     summary["wall_time_s"] = time.perf_counter() - t0
-    mlflow_run.log_metrics(logger, {"time/workflow_wall_s": summary["wall_time_s"]})
+    log_model_metrics(logger.experiment, logger.run_id, model_id,
+                      {"time/workflow_wall_s": summary["wall_time_s"]})
     mlflow_run.log_artifacts(logger, files)
     # epochs counted from 1 as in the epoch log (Lightning and the weights' metadata count from 0)
     log.info("best validation mIoU %.4f at epoch %d; weights: %s", best.best_score,

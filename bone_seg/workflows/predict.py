@@ -153,10 +153,13 @@ def _weights(cfg: DictConfig) -> list[str]:
             raise BoneSegError("bone-predict needs weights=<file> (or a list of files: an "
                                "ensemble) or sweep=<name> [seed=<seed>]; e.g. bone-predict "
                                "weights=best.safetensors scan=s01_mouse")
+        from bone_seg.tracking.resolve import resolve_weights_uri
         from bone_seg.weights.cache import resolve_weights
 
         pretrained = cfg.paths.get("pretrained")
-        return [resolve_weights(w, pretrained, key="weights") for w in weights_list(cfg.weights)]
+        mlflow_cache = Path(cfg.paths.cache).expanduser() / "mlflow"  # models:/, runs:/, run id
+        return [resolve_weights(resolve_weights_uri(w, cfg.logger.tracking_uri, mlflow_cache),
+                                pretrained, key="weights") for w in weights_list(cfg.weights)]
     from bone_seg.workflows.sweep_weights import sweep_weights
 
     files, names, selection = sweep_weights(cfg, Path(cfg.predictions))

@@ -49,6 +49,10 @@ def run(cfg: DictConfig) -> str:
                                 f"report-{cfg.kind}-{subject}", cfg.kind, report.files,
                                 sweep=cfg.sweep, metrics=report.metrics, params=params)
         log.info("logged the report files to MLflow run %s (%s)", run_id, runs.tracking_uri)
+    if cfg.get("register"):
+        from bone_seg.workflows.report_register import register_top_run
+
+        register_top_run(cfg, runs)
     return str(cfg.out)
 
 

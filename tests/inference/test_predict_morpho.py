@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import numpy as np
 import pytest
 import zarr
@@ -32,12 +31,11 @@ def _predict(tmp_path, *args):
                           capture_output=True, text=True, env=env, timeout=300)
 
 
-def test_predict_then_measure_and_log(tmp_path, tiny_store):
+def test_predict_then_measure_and_log(tmp_path, tiny_store, tracking):
     weights = save_model(tmp_path / "w.safetensors", "2.5d", patch=32)
     out = tmp_path / "pred" / "tiny_02.zarr"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     r = _predict(tmp_path, f"weights={weights}", "scan=tiny_02", f"store_path={tiny_store}",
-                 f"out={out}", "morpho=true", "mlflow=true", f"logger.tracking_uri={uri}")
+                 f"out={out}", "morpho=true", "mlflow=true", *tracking.overrides)
     assert r.returncode == 0, r.stderr[-3000:]
     labels = zarr.open_array(str(labels_array(out)), mode="r")[:]
     voxel = [float(DatasetStore(tiny_store).open_scan("tiny_02").attrs["voxel_size"])] * 3
@@ -51,8 +49,8 @@ def test_predict_then_measure_and_log(tmp_path, tiny_store):
     assert tmap.attrs["voxel_size"] == voxel and tmap.shape == labels.shape
     assert "| BV/TV" in r.stderr
 
-    client = mlflow.MlflowClient(uri)
-    (run,) = client.search_runs([client.get_experiment_by_name("bone_seg").experiment_id])
+    client = tracking.client()
+    (run,) = tracking.runs()
     assert run.info.run_name == "predict-tiny_02" and run.info.status == "FINISHED"
     m = run.data.metrics
     report = json.loads((out / "report.json").read_text())

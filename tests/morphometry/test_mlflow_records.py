@@ -42,16 +42,15 @@ def test_metric_names():
         "test/s1/morpho/difference/BV": 1.0, "test/s1/morpho/relative_difference/BV": 0.5}
 
 
-def test_one_volume_logged(tmp_path, volumes):
+def test_one_volume_logged(tmp_path, volumes, tracking):
     mask, _ = volumes
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "res"
     r = _cli(tmp_path, f"labels={mask}", f"out={out}", "mlflow=true", "thickness_map=false",
-             f"logger.tracking_uri={uri}", "logger.experiment_name=morpho")
+             *tracking.overrides)
     assert r.returncode == 0, r.stderr
     doc = json.loads((out / "morpho.json").read_text())
-    client = mlflow.MlflowClient(uri)
-    run = _only_run(client, "morpho")
+    client = mlflow.MlflowClient(tracking.uri)
+    run = _only_run(client, tracking.experiment)
     assert run.info.status == "FINISHED" and run.data.tags["bone_seg.app"] == "morpho"
     m = run.data.metrics
     measures = {k: v for k, v in doc["measures"].items() if v is not None}

@@ -14,19 +14,22 @@ from slurm_helpers import slurm_launcher
 pytestmark = pytest.mark.slow
 
 
-def test_cv_sweep_runs_as_slurm_jobs_to_completion_and_reports(tmp_path, tiny_store, slurm_env):
+def test_cv_sweep_runs_as_slurm_jobs_to_completion_and_reports(tmp_path, tiny_store, slurm_env,
+                                                               tracking):
     sweep = [str(BIN / "bone-fit"), "-m", "sweeps=cv", *slurm_launcher(),
              f"paths.root={tmp_path}", f"data.store={tiny_store}", *TINY, "trainer.max_epochs=1",
-             "data.num_folds=6", "data.test_fold=1,2", "seed=42"]  # one test scan each
+             "data.num_folds=6", "data.test_fold=1,2", "seed=42",  # one test scan each
+             *tracking.overrides]
     proc = subprocess.run(sweep, capture_output=True, text=True, env=slurm_env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     out = tmp_path / "report"
     proc = subprocess.run([str(BIN / "bone-report"), f"paths.root={tmp_path}", "kind=cv",
-                           "sweep=cv", f"out={out}"], capture_output=True, text=True,
+                           "sweep=cv", f"out={out}", *tracking.overrides], capture_output=True,
+                          text=True,
                           env=slurm_env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
-    parent, runs = sweep_fit_runs(tmp_path)
+    parent, runs = sweep_fit_runs(tmp_path, tracking=tracking)
     assert len(runs) == 2 and all(r.info.status == "FINISHED" for r in runs)
     assert parent.info.status == "FINISHED"
     assert {r.data.tags["mlflow.parentRunId"] for r in runs} == {parent.info.run_id}

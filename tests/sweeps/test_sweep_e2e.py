@@ -14,22 +14,23 @@ from fit_helpers import BIN, TINY, sweep_fit_runs
 pytestmark = pytest.mark.slow
 
 
-def test_cv_sweep_report_equals_the_runs_logged_per_scan_values(tmp_path, tiny_store):
+def test_cv_sweep_report_equals_the_runs_logged_per_scan_values(tmp_path, tiny_store, tracking):
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.pop("OMP_NUM_THREADS", None)  # the launcher decides each job's threads
     sweep = [str(BIN / "bone-fit"), "-m", "sweeps=cv", "hydra/launcher=local_parallel",
              f"paths.root={tmp_path}", f"data.store={tiny_store}", *TINY, "trainer.max_epochs=1",
-             "data.num_folds=3", "data.test_fold=1,2", "seed=42,7"]
+             "data.num_folds=3", "data.test_fold=1,2", "seed=42,7", *tracking.overrides]
     assert not (tmp_path / "mlflow.db").exists()
     proc = subprocess.run(sweep, capture_output=True, text=True, env=env, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "already exists" not in proc.stderr
     out = tmp_path / "report"
     proc = subprocess.run([str(BIN / "bone-report"), f"paths.root={tmp_path}", "kind=cv",
-                           "sweep=cv", f"out={out}"], capture_output=True, text=True, env=env)
+                           "sweep=cv", f"out={out}", *tracking.overrides], capture_output=True,
+                          text=True, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
 
-    parent, runs = sweep_fit_runs(tmp_path)
+    parent, runs = sweep_fit_runs(tmp_path, tracking=tracking)
     assert len(runs) == 4 and all(r.info.status == "FINISHED" for r in runs)
     # one parent run per sweep, every fit nested under it
     assert parent.info.run_name == "sweep-cv" and parent.info.status == "FINISHED"

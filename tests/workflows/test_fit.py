@@ -24,8 +24,9 @@ def _runs(root):
     return client, client.search_runs([exp.experiment_id])
 
 
-def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tiny_store):
-    proc = run_fit(tmp_path, tiny_store, "data.num_folds=3", "data.test_fold=1", "sweep=t")
+def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tiny_store, tracking):
+    proc = run_fit(tmp_path, tiny_store, "data.num_folds=3", "data.test_fold=1", "sweep=t",
+                   *tracking.overrides)
     (run,) = run_dirs(tmp_path)
     state, meta = load_weights(run / "best.safetensors")
     splits = json.loads((run / "splits.json").read_text())
@@ -35,9 +36,10 @@ def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tin
     log = (run / "fit.log").read_text()
     assert "Epoch 2/2" in log and "val IoU" in log
     assert "data:" in (run / "config.yaml").read_text()
-    client, runs = _runs(tmp_path)
+    client, runs = tracking.client(), tracking.runs()
     assert len(runs) == 1
     r = runs[0]
+    _assert_the_model(client, r, run / "best.safetensors")
     assert r.info.status == "FINISHED"
     assert r.data.tags["bone_seg.sweep"] == "t" and r.data.tags["fold"] == "1"
     assert r.data.params["data.batch_size"] == "8"
@@ -55,6 +57,25 @@ def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tin
     assert r.data.metrics["calibration/ece_after"] >= 0
     _assert_readable_records(client, r, tiny_store, splits)
     _assert_a_clean_terminal(proc.stderr)
+
+
+def _assert_the_model(client, r, weights):
+    """The best weights are the run's MLflow model (READY), the test scores linked to it, the
+    experiment opens in the UI's model-training view."""
+    from bone_seg.tracking.resolve import resolve_weights_uri
+
+    exp = client.get_experiment(r.info.experiment_id)
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    (output,) = r.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.status.to_proto() == 2 or str(model.status).endswith("READY")
+    assert model.source_run_id == r.info.run_id and model.model_type == "bone_seg"
+    linked = {m.key: m.value for m in model.metrics}
+    assert linked["test/miou"] == r.data.metrics["test/miou"]
+    assert "time/workflow_wall_s" in linked
+    got = resolve_weights_uri(f"models:/{model.model_id}", client.tracking_uri,
+                              weights.parent.parent / "cache")
+    assert Path(got).read_bytes() == weights.read_bytes()
 
 
 def _assert_readable_records(client, r, store, splits):
