@@ -15,9 +15,9 @@ from pathlib import Path
 from bone_seg.io.files import save_figure_atomic, write_csv_atomic, write_text_atomic
 from bone_seg.morphometry.agreement import SUMMARY_FIELDS, agreement_summary
 from bone_seg.morphometry.bland_altman import bland_altman_figure
-from bone_seg.morphometry.mlflow_names import metric_name
 from bone_seg.morphometry.writers import format_table
-from bone_seg.records import MORPHO_PREFIX
+from bone_seg.tracking.morpho_names import metric_name
+from bone_seg.tracking.records import MORPHO_PREFIX
 
 SCAN_FIELDS = ("fold", "seed", "scan", "run_id", "measure", "unit", "reference", "prediction",
                "difference", "relative_difference")

@@ -5,7 +5,7 @@ Outputs in ``out`` (default: the run directory), each written whole or not at al
 slice), ``<name>.png`` (profiles and histograms) and ``<name>[_<role>]_thickness.zarr`` (the
 local-thickness map). Every label is checked (pass 1) before anything is written; the JSON comes
 last. With ``mlflow=true`` the measures become metrics (``morpho/BV_TV``) and the JSON, CSV and PNG
-artifacts of an MLflow run (:mod:`bone_seg.morphometry.mlflow_names`).
+artifacts of an MLflow run (:mod:`bone_seg.tracking.morpho_names`).
 
 A 2D label image (a 2D TIFF or ``.npy``, or a volume of one slice) is measured as 2D: its own
 measures (:mod:`bone_seg.morphometry.measures2d`), a 2D thickness map, the same files. A volume
@@ -31,11 +31,9 @@ from omegaconf import DictConfig, OmegaConf
 from bone_seg.errors import BoneSegError
 from bone_seg.io.files import save_figure_atomic
 from bone_seg.io.volume import Volume
-from bone_seg.metrics.mlflow_log import check_run, log_run
 from bone_seg.morphometry.agreement import compare
 from bone_seg.morphometry.analysis import Options, ScanAnalysis, ScanResult
 from bone_seg.morphometry.measures import histogram_edges, histograms, scan_measures, units
-from bone_seg.morphometry.mlflow_names import measure_metrics
 from bone_seg.morphometry.plots import morphometry_figure
 from bone_seg.morphometry.selection import select
 from bone_seg.morphometry.source import open_label_volume, resolve_voxel_size
@@ -47,6 +45,8 @@ from bone_seg.morphometry.writers import (
     write_measures_csv,
     write_slices_csv,
 )
+from bone_seg.tracking.log import check_run, log_run
+from bone_seg.tracking.morpho_names import measure_metrics
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``bone-morpho sweep=<name>``: what a sweep's segmentation errors do to the measures.
 
 The sweep's FINISHED fit runs are read from MLflow as ``bone-report`` reads them
-(:func:`bone_seg.reports.mlflow_runs.fetch_runs`; ``seed=`` keeps one seed). Each run's test
+(:func:`bone_seg.tracking.runs.fetch_runs`; ``seed=`` keeps one seed). Each run's test
 scans are those of its ``test_scores.json``; their references are the masks of the store the run
 recorded as its dataset input (``store_path=`` when it recorded none). A fit keeps its test-fold
 predictions only with ``test.keep_predictions=true`` (``<run dir>/test_predictions/<scan>.zarr``);
@@ -32,9 +32,10 @@ from bone_seg.morphometry.agreement_files import write_agreement
 from bone_seg.morphometry.analysis import ScanAnalysis
 from bone_seg.morphometry.measures import scan_measures, units
 from bone_seg.morphometry.source import resolve_voxel_size
-from bone_seg.records import MORPHO_REPORT
-from bone_seg.reports.mlflow_publish import log_report_run
-from bone_seg.reports.mlflow_runs import fetch_runs, run_scan_scores
+from bone_seg.reports.run_scores import run_scan_scores
+from bone_seg.tracking.publish import log_report_run
+from bone_seg.tracking.records import MORPHO_REPORT
+from bone_seg.tracking.runs import fetch_runs
 from bone_seg.workflows.morpho import open_volumes, options_from, voxel_size_option
 from bone_seg.workflows.predict_morpho import labels_array
 from bone_seg.workflows.sweep_weights import best_weights as _weights

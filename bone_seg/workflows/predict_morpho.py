@@ -17,9 +17,9 @@ from omegaconf import DictConfig
 
 from bone_seg.io.store import DatasetStore
 from bone_seg.io.volume import open_volume
-from bone_seg.metrics.mlflow_log import log_run
-from bone_seg.morphometry.mlflow_names import measure_metrics
 from bone_seg.morphometry.source import open_label_volume, resolve_voxel_size
+from bone_seg.tracking.log import log_run
+from bone_seg.tracking.morpho_names import measure_metrics
 from bone_seg.workflows import morpho
 
 log = logging.getLogger(__name__)

@@ -9,10 +9,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.errors import BoneSegError
 from bone_seg.reports.by_mode import check_by, write_cv_by_mode, write_rank_by_mode
-from bone_seg.reports.mlflow_publish import log_report_run
-from bone_seg.reports.mlflow_runs import config_results, cv_records, fetch_runs
 from bone_seg.reports.ranking import paper_weights
 from bone_seg.reports.report_files import write_cv_report, write_rank_report
+from bone_seg.reports.run_scores import config_results, cv_records
+from bone_seg.tracking.publish import log_report_run
+from bone_seg.tracking.runs import fetch_runs
 
 log = logging.getLogger(__name__)
 KINDS = ("cv", "rank")

@@ -18,8 +18,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bone_seg import records
 from bone_seg.errors import BoneSegError
+from bone_seg.tracking import records
 
 log = logging.getLogger("bone_seg.fit")
 

@@ -1,5 +1,5 @@
 """The best weights of a sweep's FINISHED fit runs, selected as ``bone-report`` selects them
-(:func:`bone_seg.reports.mlflow_runs.fetch_runs`; ``seed=`` keeps one seed): what
+(:func:`bone_seg.tracking.runs.fetch_runs`; ``seed=`` keeps one seed): what
 ``bone-morpho sweep=`` predicts each run's test scans with, and ``bone-predict sweep=`` ensembles.
 """
 
@@ -11,11 +11,11 @@ from omegaconf import DictConfig
 
 from bone_seg.errors import BoneSegError
 from bone_seg.reports.cv_table import label
-from bone_seg.reports.mlflow_runs import fetch_runs
+from bone_seg.tracking.runs import fetch_runs
 
 
 def selected_runs(cfg: DictConfig, runs) -> list:
-    """The runs of ``runs`` (a :class:`~bone_seg.reports.mlflow_runs.SweepRuns`) of ``cfg.seed``
+    """The runs of ``runs`` (a :class:`~bone_seg.tracking.runs.SweepRuns`) of ``cfg.seed``
     (all when null)."""
     if cfg.seed is None:
         return runs.runs

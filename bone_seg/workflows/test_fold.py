@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from bone_seg import records
 from bone_seg.atomic import write_json_atomic
 from bone_seg.classes import UNLABELLED
 from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.metrics import confusion_counts, format_table, scores_from_confusion
-from bone_seg.metrics.mlflow_log import score_metrics
+from bone_seg.tracking import records
+from bone_seg.tracking.log import score_metrics
 
 log = logging.getLogger("bone_seg.fit")
 

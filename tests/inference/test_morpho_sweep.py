@@ -19,9 +19,9 @@ from inference_helpers import save_model
 
 from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.io.store import DatasetStore
-from bone_seg.metrics.mlflow_store import ensure_experiment
 from bone_seg.morphometry import Options, analyze, scan_measures
-from bone_seg.morphometry.mlflow_names import metric_name
+from bone_seg.tracking.morpho_names import metric_name
+from bone_seg.tracking.store import ensure_experiment
 from bone_seg.workflows.predict_morpho import labels_array
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 
 from bone_seg.errors import BoneSegError
 from bone_seg.inference import PredictSettings, predict_scan
-from bone_seg.metrics.mlflow_store import ensure_experiment
+from bone_seg.tracking.store import ensure_experiment
 from bone_seg.workflows.sweep_weights import sweep_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")

@@ -12,7 +12,7 @@ import pytest
 import zarr
 
 from bone_seg.errors import BoneSegError
-from bone_seg.metrics import log_scores
+from bone_seg.tracking.log import log_scores
 
 NAMES = ["background", "bone", "pores"]
 

@@ -18,9 +18,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from bone_seg import records
 from bone_seg.errors import BoneSegError
-from bone_seg.metrics.mlflow_store import default_artifact_location, ensure_experiment
+from bone_seg.tracking import records
+from bone_seg.tracking.store import default_artifact_location, ensure_experiment
 
 __all__ = ["check_run", "default_artifact_location", "log_run", "log_scores", "score_metrics"]
 

@@ -13,7 +13,7 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from bone_seg import records
+from bone_seg.tracking import records
 
 PACKAGE = Path(__file__).resolve().parents[1]
 

@@ -1,14 +1,15 @@
 """The MLflow run of a fit: Lightning's MLFlowLogger, ended by the fit workflow itself.
 
 Contract (docs/development.md, "MLflow records of a fit"): one run per fit, named
-``unet-resnet18-p256-f1-s42`` (:func:`bone_seg.records.fit_run_name`), ``FINISHED`` only when
-fitting *and* the test-fold evaluation completed, so reports never read a half-done run.
+``unet-resnet18-p256-f1-s42`` (:func:`bone_seg.tracking.records.fit_run_name`), ``FINISHED``
+only when fitting *and* the test-fold evaluation completed, so reports never read a
+half-done run.
 Lightning ends the run when ``trainer.fit`` returns; :class:`FitRunLogger` leaves a successful run
 open and :func:`end_run` closes it after the workflow's last step (a failure still ends it
 ``FAILED``, after its files were uploaded). Epoch metrics are logged with ``step`` = the epoch,
 counted from 1 as the epoch log counts; parameters are the resolved config's settings in one
 dotted style (``model.optimizer.lr``) without plumbing (paths, ``_target_``, callbacks, logger).
-A sweep's job is nested under the sweep's parent run (:mod:`bone_seg.workflows.sweep_run`).
+A sweep's job is nested under the sweep's parent run (:mod:`bone_seg.tracking.sweep_run`).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from typing import Any
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from bone_seg import records
-from bone_seg.metrics.mlflow_store import default_artifact_location, ensure_experiment
-from bone_seg.workflows.provenance import code_tags
+from bone_seg.tracking import records
+from bone_seg.tracking.provenance import code_tags
+from bone_seg.tracking.store import default_artifact_location, ensure_experiment
 
 log = logging.getLogger("bone_seg.fit")
 

@@ -2,7 +2,7 @@
 
 ``bone-fit -m ...`` calls :meth:`MlflowSweepRun.on_multirun_start` in the sweep's own process,
 before the launcher starts any job: it creates the MLflow database and experiment once (under the
-database's lock, :mod:`bone_seg.metrics.mlflow_store`), then the parent run ``sweep-<sweep>``
+database's lock, :mod:`bone_seg.tracking.store`), then the parent run ``sweep-<sweep>``
 (tags ``bone_seg.sweep=<sweep>`` and ``bone_seg.sweep_parent=<sweep folder>``), and hands its id
 to the jobs in the environment variable ``BONE_SEG_MLFLOW_PARENT_RUN``: every launcher passes the
 sweep's environment on (the one-process-per-job launcher, submitit, Hydra's in-process ones), and
@@ -20,7 +20,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from bone_seg import records
+from bone_seg.tracking import records
 
 log = logging.getLogger("bone_seg.sweep")
 
@@ -37,7 +37,7 @@ class MlflowSweepRun(Callback):
         from hydra.core.hydra_config import HydraConfig
         from mlflow import MlflowClient
 
-        from bone_seg.metrics.mlflow_store import ensure_experiment
+        from bone_seg.tracking.store import ensure_experiment
 
         HydraConfig.instance().set_config(config)
         self.tracking_uri = str(config.logger.tracking_uri)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from bone_seg.records import MORPHO_PREFIX
+from bone_seg.tracking.records import MORPHO_PREFIX
 
 #: the columns of a comparison row logged, each under its own ``morpho/<column>/``
 COMPARISON = ("reference", "prediction", "difference", "relative_difference")

@@ -6,14 +6,14 @@ import time
 
 import pytest
 
-from bone_seg.metrics.mlflow_store import default_artifact_location, ensure_experiment, sqlite_path
+from bone_seg.tracking.store import default_artifact_location, ensure_experiment, sqlite_path
 
 # imports first, then all racers start the database at the same moment
 _RACER = """
 import sys, time
 from pathlib import Path
 import mlflow
-from bone_seg.metrics.mlflow_store import ensure_experiment
+from bone_seg.tracking.store import ensure_experiment
 Path(sys.argv[3]).touch()
 go = Path(sys.argv[2])
 while not go.exists():

@@ -6,7 +6,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 
-from bone_seg.records import REPORT_TAG, SWEEP_TAG
+from bone_seg.tracking.records import REPORT_TAG, SWEEP_TAG
 
 
 def log_report_run(

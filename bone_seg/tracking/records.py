@@ -1,7 +1,7 @@
 """The MLflow record contract: the names fit runs, ``bone-iou`` and reports write and read.
 
-Writers (``bone_seg.workflows``, ``bone_seg.metrics.mlflow_log``, ``bone_seg.reports``) and the
-reader (``bone_seg.reports.mlflow_runs``) import these names, so the two sides cannot drift
+Writers (``bone_seg.workflows``, ``bone_seg.tracking.log``, ``bone_seg.reports``) and the
+reader (``bone_seg.tracking.runs``) import these names, so the two sides cannot drift
 apart. The full contract is the table "MLflow records of a fit" of ``docs/development.md``.
 """
 
