@@ -32,7 +32,7 @@ def measure_metrics(doc: Mapping, prefix: str = "") -> dict[str, float]:
     """The metrics of a ``bone-morpho`` document (one volume, or reference and prediction).
 
     Args:
-        doc: what :func:`bone_seg.workflows.morpho.measure` returns: ``measures`` of one volume,
+        doc: what :func:`bone_seg.measuring.morpho.measure` returns: ``measures`` of one volume,
             or ``agreement`` rows of a comparison.
         prefix: put before ``morpho/`` (e.g. ``test/<scan_id>/``).
     """

@@ -30,9 +30,9 @@ from bone_seg.atomic import write_json_atomic
 from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO, read_checkpoint
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
+from bone_seg.fitting import publish, slurm_job
 from bone_seg.io.store import DatasetStore
 from bone_seg.tracking import fit_run, records
-from bone_seg.workflows import publish, slurm_job
 
 log = logging.getLogger("bone_seg.fit")
 
@@ -217,7 +217,7 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
                            "raise trainer.max_epochs or lower trainer.limit_val_batches")
     files = run_files(out, callbacks) + write_curves(out, callbacks, datamodule)
     if cfg.test.enabled and datamodule.splits.get("test"):
-        from bone_seg.workflows.test_fold import evaluate_test_scans
+        from bone_seg.fitting.test_fold import evaluate_test_scans
 
         metrics, reports = evaluate_test_scans(best.path, datamodule, cfg.test, out)
         fit_run.log_metrics(logger, metrics)

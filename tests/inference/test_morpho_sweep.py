@@ -18,11 +18,11 @@ import pytest
 from inference_helpers import save_model
 
 from bone_seg.inference import PredictSettings, predict_scan
+from bone_seg.inference.labels_path import labels_array
 from bone_seg.io.store import DatasetStore
 from bone_seg.morphometry import Options, analyze, scan_measures
 from bone_seg.tracking.morpho_names import metric_name
 from bone_seg.tracking.store import ensure_experiment
-from bone_seg.workflows.predict_morpho import labels_array
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
 SETTINGS = {"overlap": 0.25, "blending": "gaussian", "threshold": 0.5, "batch_size": 8}

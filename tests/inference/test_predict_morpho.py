@@ -15,10 +15,10 @@ import pytest
 import zarr
 from inference_helpers import save_model, scan
 
+from bone_seg.inference.labels_path import labels_array
 from bone_seg.io.store import DatasetStore
 from bone_seg.morphometry import Options, analyze, scan_measures
 from bone_seg.tracking.morpho_names import metric_name
-from bone_seg.workflows.predict_morpho import labels_array
 
 BIN = Path(sys.executable).parent / "bone-predict"
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")

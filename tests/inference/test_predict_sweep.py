@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 
 from bone_seg.errors import BoneSegError
 from bone_seg.inference import PredictSettings, predict_scan
+from bone_seg.sweeps.weights import sweep_weights
 from bone_seg.tracking.store import ensure_experiment
-from bone_seg.workflows.sweep_weights import sweep_weights
 
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")
 BIN = Path(sys.executable).parent / "bone-predict"

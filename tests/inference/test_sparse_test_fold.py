@@ -12,11 +12,11 @@ from inference_helpers import save_model, scan
 from omegaconf import OmegaConf
 
 from bone_seg.classes import UNLABELLED
+from bone_seg.fitting.test_fold import evaluate_test_scans
 from bone_seg.io.importer import ImportOptions, import_scans
 from bone_seg.io.sources import discover_scans
 from bone_seg.metrics import confusion_matrix, open_labels, scores_from_confusion
 from bone_seg.reports.cv_table import ScanScore
-from bone_seg.workflows.test_fold import evaluate_test_scans
 
 CLASSES = ["background", "bone", "pores"]
 

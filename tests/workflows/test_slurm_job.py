@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bone_seg.workflows import slurm_job
+from bone_seg.fitting import slurm_job
 
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_ARRAY_JOB_ID",
               "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT", "SLURM_PROCID", "LOCAL_RANK",

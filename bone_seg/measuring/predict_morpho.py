@@ -1,6 +1,7 @@
 """What ``bone-predict`` does after predicting: ``morpho=true`` measures the labels it just wrote
-(``bone-morpho``'s :func:`~bone_seg.workflows.morpho.measure`, with ``conf/morpho.yaml``'s analysis
-settings), ``mlflow=true`` logs the prediction's report (and those measures) as an MLflow run.
+(``bone-morpho``'s :func:`~bone_seg.measuring.morpho.measure`, with the analysis settings
+``morpho_settings`` that ``conf/predict.yaml`` composes from the config group ``morphometry``),
+``mlflow=true`` logs the prediction's report (and those measures) as an MLflow run.
 
 The morphometry lies beside the prediction ``<stem>.zarr``: ``<stem>_morpho.json``, ``.csv``,
 ``.png``, ``<stem>_morpho_slices.csv`` and ``<stem>_morpho_thickness.zarr``. Its voxel size is
@@ -13,44 +14,20 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from bone_seg.inference.labels_path import labels_array
 from bone_seg.io.store import DatasetStore
 from bone_seg.io.volume import open_volume
+from bone_seg.measuring import morpho
 from bone_seg.morphometry.source import open_label_volume, resolve_voxel_size
 from bone_seg.tracking.log import log_run
 from bone_seg.tracking.morpho_names import measure_metrics
-from bone_seg.workflows import morpho
 
 log = logging.getLogger(__name__)
 
 #: figures of the prediction's report logged as metrics ``predict/<key>``
 REPORT_METRICS = ("wall_time_s", "predict_time_s", "voxels_per_s", "peak_rss_gb", "peak_vram_gb")
-
-
-def labels_array(out: str | Path) -> Path:
-    """The full-resolution labels array of a prediction output ``out``: ``<out>/labels`` when
-    that is an array, else followed down the OME-Zarr (NGFF 0.4/0.5) metadata of the groups there
-    (a ``labels`` list, then ``multiscales[0].datasets[0].path``)."""
-    import zarr
-
-    path = Path(out) / "labels"
-    for _ in range(4):
-        try:
-            node = zarr.open(str(path), mode="r")
-        except Exception:  # noqa: BLE001 - not (yet) a Zarr node: the caller names the path
-            return path
-        if isinstance(node, zarr.Array):
-            return path
-        attrs = dict(node.attrs)
-        ome = attrs.get("ome", attrs)
-        if ome.get("labels"):
-            path = path / str(ome["labels"][0])
-        elif ome.get("multiscales"):
-            path = path / str(ome["multiscales"][0]["datasets"][0]["path"])
-        else:
-            return path
-    return path
 
 
 def _scan_paths(cfg: DictConfig) -> list[Path]:
@@ -79,12 +56,14 @@ def voxel_size(cfg: DictConfig) -> tuple[float, float, float] | None:
     return resolve_voxel_size(morpho.voxel_size_option(cfg), volumes)
 
 
-def measure_prediction(out: Path, report: dict,
-                       size: tuple[float, float, float] | None) -> tuple[dict, list[Path]]:
-    """Measure ``<out>/labels`` into ``<stem>_morpho.*`` beside ``out``."""
+def measure_prediction(out: Path, report: dict, size: tuple[float, float, float] | None,
+                       settings: DictConfig) -> tuple[dict, list[Path]]:
+    """Measure ``<out>/labels`` into ``<stem>_morpho.*`` beside ``out`` with the analysis
+    ``settings`` (``bone-predict``'s ``morpho_settings``, the ``morphometry`` group)."""
     stem = out.name[:-len(".zarr")] if out.name.endswith(".zarr") else out.name
     classes = len(report.get("class_fractions") or {}) or None
-    cfg = morpho.settings(out=str(out.parent), name=f"{stem}_morpho")
+    cfg = OmegaConf.create({**OmegaConf.to_container(settings, resolve=True),
+                            "out": str(out.parent), "name": f"{stem}_morpho"})
     if classes:
         cfg.num_classes = max(classes, cfg.num_classes)
     labels = open_label_volume(str(labels_array(out)), "prediction")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bone_seg.packaging.rdf import clip_range, halo
 from bone_seg.weights.meta import WeightsMeta
-from bone_seg.workflows.package_rdf import clip_range, halo
 
 BONE_CITATION = (
     "Lee A.H. et al. (2026), Deep learning software and revised 2D model to segment bone in "

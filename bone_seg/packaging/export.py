@@ -1,7 +1,7 @@
 """``bone-export weights=<file> format=bioimageio out=<name>.zip``: a BioImage Model Zoo package
 (spec 0.5) of a weights file, and ``format=onnx``: the network alone as ONNX.
 
-The package holds (file names in :data:`FILES`): ``rdf.yaml`` (:mod:`.package_rdf`), the network
+The package holds (file names in :data:`FILES`): ``rdf.yaml`` (:mod:`.rdf`), the network
 as ONNX and as TorchScript (batch and spatial sizes free, class probabilities out), test input and
 output tensors from a phantom (:mod:`bone_seg.phantom`) predicted by the ONNX model after the
 package's own preprocessing (so ``bioimageio.core``'s test reproduces them), a cover (the test
@@ -31,11 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.atomic import atomic_path
 from bone_seg.errors import BoneSegError
+from bone_seg.packaging import rdf as package_rdf
+from bone_seg.packaging.card import model_card
 from bone_seg.weights.meta import WeightsMeta
 from bone_seg.weights.onnx_file import OPSET, export_onnx
 from bone_seg.weights.package import WEIGHTS_ATTACHMENT
-from bone_seg.workflows import package_rdf
-from bone_seg.workflows.package_card import model_card
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def test_image(meta: WeightsMeta, preset: str, seed: int) -> np.ndarray:
 
 
 def normalise_like_package(x: np.ndarray, meta: WeightsMeta, eps: float = 1e-6) -> np.ndarray:
-    """The package's preprocessing (:func:`.package_rdf.preprocessing`) of one sample, in numpy:
+    """The package's preprocessing (:func:`.rdf.preprocessing`) of one sample, in numpy:
     the input's own statistics over all voxels (channels jointly), then the clip."""
     x = x.astype(np.float64)
     if meta.normalization == "zscore":

@@ -26,20 +26,20 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from bone_seg.inference import PredictSettings, predict_scan
+from bone_seg.inference.labels_path import labels_array
 from bone_seg.inference.output import is_complete
+from bone_seg.measuring.morpho import open_volumes, options_from, voxel_size_option
 from bone_seg.morphometry.agreement import compare
 from bone_seg.morphometry.agreement_files import write_agreement
 from bone_seg.morphometry.analysis import ScanAnalysis
 from bone_seg.morphometry.measures import scan_measures, units
 from bone_seg.morphometry.source import resolve_voxel_size
 from bone_seg.reports.run_scores import run_scan_scores
+from bone_seg.sweeps.weights import best_weights as _weights
+from bone_seg.sweeps.weights import selected_runs as _selected
 from bone_seg.tracking.publish import log_report_run
 from bone_seg.tracking.records import MORPHO_REPORT
 from bone_seg.tracking.runs import fetch_runs
-from bone_seg.workflows.morpho import open_volumes, options_from, voxel_size_option
-from bone_seg.workflows.predict_morpho import labels_array
-from bone_seg.workflows.sweep_weights import best_weights as _weights
-from bone_seg.workflows.sweep_weights import selected_runs as _selected
 
 log = logging.getLogger(__name__)
 
