@@ -15,14 +15,12 @@ import pytest
 import torch
 import yaml
 import zarr
+from inference_helpers import save_model
 
 from bone_seg.errors import BoneSegError
 from bone_seg.inference import PredictSettings, predict_scan
 from bone_seg.weights.detect import load_any_weights
 from bone_seg.weights.safetensors_file import load_weights
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "inference"))
-from inference_helpers import save_model  # noqa: E402
 
 pytest.importorskip("bioimageio.core")
 
