@@ -68,8 +68,7 @@ def single(args) -> dict:
 
 def _per_class_ece(args, r) -> float:
     """The top-label ECE of the test sample at the per-class temperatures."""
-    from bone_seg.inference.calibrate_weights import _scans, reliability
-    from bone_seg.inference.calibration import collect_logits
+    from bone_seg.inference.calibrate_weights import _scans, collect_logits, reliability
     from bone_seg.inference.ensemble import load_ensemble
     from bone_seg.inference.predictor import Predictor
     from bone_seg.io.store import DatasetStore
@@ -119,8 +118,8 @@ def ensemble(args) -> None:
     """Calibrated members averaged, one temperature on the mean, or none."""
     import torch
 
-    from bone_seg.inference.calibrate_weights import _scans
-    from bone_seg.inference.calibration import collect_logits, fit_temperature
+    from bone_seg.inference.calibrate_weights import _scans, collect_logits
+    from bone_seg.inference.calibration import fit_temperature
     from bone_seg.inference.ensemble import load_ensemble
     from bone_seg.inference.predictor import Predictor
     from bone_seg.io.normalize import Normalizer

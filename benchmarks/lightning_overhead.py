@@ -64,7 +64,8 @@ def ours(cfg) -> list[float]:
     from omegaconf import OmegaConf, open_dict
 
     from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO
-    from bone_seg.workflows import fit, mlflow_run
+    from bone_seg.tracking import fit_run
+    from bone_seg.workflows import fit
 
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(cfg.paths.root) / f"run_{time.time_ns()}")
@@ -75,14 +76,14 @@ def ours(cfg) -> list[float]:
     module = instantiate(cfg.model, mode=dm.mode, in_channels=dm.in_channels,
                          num_classes=dm.num_classes, class_names=list(dm.class_names))
     callbacks = [*fit.build_callbacks(cfg, config), EpochStarts()]
-    logger = mlflow_run.build_logger(cfg.logger.tracking_uri, "bench", run_name="bench",
+    logger = fit_run.build_logger(cfg.logger.tracking_uri, "bench", run_name="bench",
                                      tags={"benchmark": "lightning_overhead"})
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                           plugins=[AtomicCheckpointIO()], enable_progress_bar=any(
                               isinstance(c, pl.callbacks.ProgressBar) for c in callbacks))
     EpochStarts.starts = []
     trainer.fit(module, datamodule=dm, weights_only=True)
-    mlflow_run.end_run(logger, "FINISHED")
+    fit_run.end_run(logger, "FINISHED")
     s = EpochStarts.starts
     return [b - a for a, b in zip(s[1:], s[2:], strict=False)]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from inference_helpers import save_model
 from mlflow import MlflowClient
 
-from bone_seg.metrics.mlflow_store import ensure_experiment
+from bone_seg.tracking.store import ensure_experiment
 from bone_seg.tracking.models import log_model_metrics, log_weights_model
 from bone_seg.tracking.registry import register_run_model
 

@@ -25,7 +25,7 @@ import torch
 from lightning.pytorch.utilities.seed import isolate_rng
 from torch import nn
 
-from bone_seg import records
+from bone_seg.tracking import records
 
 _INPUT_KEYS = ("image", "images", "x", "input", "inputs")
 

@@ -37,7 +37,6 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-from bone_seg import records
 from bone_seg.monitoring.resources import (
     MemoryMetric,
     ResourceMonitor,
@@ -45,6 +44,7 @@ from bone_seg.monitoring.resources import (
     torch_cuda_peaks,
 )
 from bone_seg.monitoring.summary import format_summary, merge_node_summaries
+from bone_seg.tracking import records
 
 BYTES_PER_GB = 1024**3
 

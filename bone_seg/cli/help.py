@@ -80,7 +80,8 @@ def _group_keys(group: str, option: str | None) -> list[str]:
 def _group_lines(config_name: str) -> tuple[list[str], list[str]]:
     """The lines of the groups section and of the groups' keys."""
     groups, keys = [], []
-    for group, option in _defaults(CONF_DIR / f"{config_name}.yaml"):
+    for entry, option in _defaults(CONF_DIR / f"{config_name}.yaml"):
+        group, _, package = entry.partition("@")  # morphometry@morpho_settings: under that key
         option_yaml = CONF_DIR / group / f"{option}.yaml"
         nested = [(f"{group}/{sub}", choice) for sub, choice in _defaults(option_yaml)]
         for name, default in [(group, option), *nested]:
@@ -88,6 +89,8 @@ def _group_lines(config_name: str) -> tuple[list[str], list[str]]:
             note = "" if default is not None else "   (none by default)"
             if name == "sweeps":
                 note = "   (with -m: a multirun)"
+            if package and name == group:
+                note += f"   (as {package}.<key>)"
             groups.append(f"  {name:<15} {', '.join(shown)}{note}")
         if group == "sweeps":
             groups.append(f"  {'hydra/launcher':<15} {', '.join(_options('hydra/launcher'))}"

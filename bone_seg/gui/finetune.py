@@ -121,14 +121,7 @@ class FineTuneWidget(Panel):
 def kill_runs(root: Path, run_dir: Path) -> None:
     """Mark the MLflow runs of ``run_dir`` that are still RUNNING as KILLED (the fit was stopped
     before it could end its run)."""
-    db = root / "mlflow.db"
-    if not db.is_file():
-        return
-    import mlflow
+    from bone_seg.tracking.fit_run import kill_running_runs
 
-    client = mlflow.MlflowClient(f"sqlite:///{db}")
-    for exp in client.search_experiments():
-        for run in client.search_runs([exp.experiment_id],
-                                      filter_string="attributes.status = 'RUNNING'"):
-            if run.data.tags.get("output_dir") == str(run_dir):
-                client.set_terminated(run.info.run_id, status="KILLED")
+    if (root / "mlflow.db").is_file():
+        kill_running_runs(f"sqlite:///{root / 'mlflow.db'}", run_dir)

@@ -133,19 +133,11 @@ class SegmentWidget(Panel):
 
 
 def run_weights(run_id: str, root: Path) -> Path:
-    """The best weights of MLflow run ``run_id`` in the widgets' tracking database (as
-    ``bone-predict sweep=`` finds a sweep's)."""
-    import mlflow
+    """The best weights of MLflow run ``run_id`` in the widgets' tracking database (resolved as
+    ``bone-predict weights=<run id>`` resolves it)."""
+    from bone_seg.tracking.resolve import resolve_weights_uri
 
-    from bone_seg.workflows.sweep_weights import best_weights
-
-    client = mlflow.MlflowClient(f"sqlite:///{root}/mlflow.db")
-    try:
-        run = client.get_run(run_id)
-    except Exception as err:  # MLflow raises its own exception types
-        raise BoneSegError(f"MLflow run {run_id!r} not found in {root}/mlflow.db: "
-                           f"{str(err).splitlines()[0]}") from err
-    return best_weights(client, run, root / "napari")
+    return Path(resolve_weights_uri(run_id, f"sqlite:///{root}/mlflow.db", root / "napari"))
 
 
 def report_text(report: dict) -> str:

@@ -8,7 +8,7 @@ evaluated) and by ``bone-calibrate`` (any weights file with its store)::
                                CalibrateSettings())
 
 Steps: (1) logits of a fixed random sample of the validation scans' labelled voxels
-(:func:`~bone_seg.inference.calibration.collect_logits`), (2) the temperature minimising their NLL
+(:func:`collect_logits`), (2) the temperature minimising their NLL
 (one per model; per class fitted too and reported, used only with ``per_class``), (3) the ECE,
 top-label and per class, before and after, on the same kind of sample of the test scans (the
 validation scans when there are none), (4) the profile of the check
@@ -23,15 +23,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from tqdm.auto import tqdm
 
+from bone_seg.classes import UNLABELLED
 from bone_seg.errors import BoneSegError
 from bone_seg.inference.calibration import (
+    LogitSample,
     check_temperature,
-    collect_logits,
     fit_temperature,
     nll,
 )
@@ -79,6 +83,81 @@ class CalibrateSettings:
     def from_mapping(cls, node) -> CalibrateSettings:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: node[k] for k in node if k in names})
+
+
+def collect_logits(predictor, scans: Iterable[tuple[str, object, object, object]],
+                   windows: int = 24, voxels: int = 2048, seed: int = 0) -> LogitSample:
+    """Logits of a random sample of labelled voxels of ``scans``, window by window.
+
+    Args:
+        predictor: a :class:`~bone_seg.inference.predictor.Predictor` of one model (its windows,
+            input layout and network; its batch norms as the prediction runs them).
+        scans: ``(name, image volume with .read/.shape, mask array, normalizer)`` per scan.
+        windows: windows drawn per scan (all when fewer).
+        voxels: labelled voxels drawn per window (all when fewer).
+        seed: of the draws (the sample is the same on every run).
+
+    Returns the sample (memory: ``scans × windows × voxels × C`` float32 at most).
+    """
+    from bone_seg.inference.predictor import _InputCache
+
+    if windows < 1 or voxels < 1:
+        raise BoneSegError(f"calibration windows={windows} / voxels={voxels}: integers >= 1")
+    model = predictor.model
+    if len(model.members) != 1 or len(model.tta) != 1:
+        raise BoneSegError("a temperature is fitted for one model without TTA; calibrate each "
+                           "weights file on its own")
+    rng = np.random.default_rng(seed)
+    out_x, out_y, names, counts = [], [], [], []
+    net = model._activate(0, (predictor.micro,))
+    for name, volume, mask, norm in scans:
+        plan = predictor.plan(volume.shape)
+        pick = np.sort(rng.choice(len(plan), size=min(windows, len(plan)), replace=False))
+        cache = _InputCache(lambda a, b, v=volume, n=norm: n(v.read(a, b)), volume.shape[0], 1)
+        n_before = sum(len(y) for y in out_y)
+        for j0 in tqdm(range(0, len(pick), predictor.micro), desc=f"logits {name}",
+                       unit="batch", disable=None, leave=False):
+            idx = [int(i) for i in pick[j0:j0 + predictor.micro]]
+            inputs = np.concatenate([predictor._gather(plan, cache, range(i, i + 1))
+                                     for i in idx])
+            pad = predictor.micro - len(idx)  # fixed micro-batch shape, as in prediction
+            if pad:
+                inputs = np.concatenate([inputs, np.zeros((pad, *inputs.shape[1:]),
+                                                          inputs.dtype)])
+            x = torch.from_numpy(inputs).to(model.device).contiguous(
+                memory_format=model.memory_format)
+            with torch.inference_mode():
+                logits = model._logits(net, x).float().cpu().numpy()
+            for n, i in enumerate(idx):
+                lx, ly = _window_voxels(predictor, plan, mask, logits[n], i, voxels, rng)
+                out_x.append(lx)
+                out_y.append(ly)
+        names.append(name)
+        counts.append(sum(len(y) for y in out_y) - n_before)
+    c = predictor.num_classes
+    x = np.concatenate(out_x) if out_x else np.zeros((0, c), np.float32)
+    y = np.concatenate(out_y) if out_y else np.zeros(0, np.int64)
+    return LogitSample(x.astype(np.float32), y.astype(np.int64), names, counts)
+
+
+def _window_voxels(predictor, plan, mask, logits: np.ndarray, i: int, voxels: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Logits ``(n, C)`` and labels of up to ``voxels`` labelled voxels of window ``i``."""
+    _, z, y, x = plan.window(i)
+    zmax, ymax, xmax = plan.shape
+    hy, hx = min(predictor.size, ymax - y), min(predictor.size, xmax - x)
+    if predictor.mode == "3d":
+        dz = min(predictor.depth, zmax - z)
+        lab = np.asarray(mask[z:z + dz, y:y + hy, x:x + hx])
+        lg = logits[:, :dz, :hy, :hx]
+    else:
+        lab = np.asarray(mask[z:z + 1, y:y + hy, x:x + hx])
+        lg = logits[:, None, :hy, :hx]
+    flat = lab.ravel()
+    where = np.flatnonzero(flat != UNLABELLED)
+    if len(where) > voxels:
+        where = np.sort(rng.choice(where, size=voxels, replace=False))
+    return lg.reshape(lg.shape[0], -1)[:, where].T, flat[where].astype(np.int64)
 
 
 def _scans(store: DatasetStore, ids: list[str], meta) -> list[tuple]:
@@ -251,7 +330,6 @@ def calibrate_ensemble(weights: list[str | Path], store_path: str | Path,
     """
     import torch
 
-    from bone_seg.inference.calibration import LogitSample
 
     s = s or CalibrateSettings()
     if len(weights) < 2:

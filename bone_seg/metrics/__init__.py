@@ -3,8 +3,8 @@
 * :func:`confusion_matrix` — exact int64 counts of two label volumes, read slab by slab along Z;
   :func:`confusion_counts` — the same and the count of ignored (unlabelled) reference voxels.
 * :func:`scores_from_confusion` — class-wise IoU/Dice, support counts, presence, means.
-* :func:`format_table`, :func:`write_json`, :func:`write_csv` — outputs;
-  :func:`log_scores` — MLflow.
+* :func:`format_table`, :func:`write_json`, :func:`write_csv` — outputs (MLflow:
+  :mod:`bone_seg.tracking.log`).
 """
 
 from bone_seg.metrics.confusion import (
@@ -15,7 +15,6 @@ from bone_seg.metrics.confusion import (
     confusion_matrix,
 )
 from bone_seg.metrics.counting import count_pairs, count_pairs_torch
-from bone_seg.metrics.mlflow_log import log_scores
 from bone_seg.metrics.reading import choose_slab_depth, open_labels
 from bone_seg.metrics.scores import check_class_names, scores_from_confusion
 from bone_seg.metrics.writers import format_table, write_csv, write_json
@@ -31,7 +30,6 @@ __all__ = [
     "count_pairs",
     "count_pairs_torch",
     "format_table",
-    "log_scores",
     "open_labels",
     "scores_from_confusion",
     "write_csv",

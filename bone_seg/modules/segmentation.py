@@ -51,12 +51,12 @@ from torch import nn
 from torchmetrics import MaxMetric, MetricCollection
 from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardIndex
 
-from bone_seg import records
 from bone_seg.classes import UNLABELLED, default_class_names
 from bone_seg.errors import BoneSegError
 from bone_seg.modules.losses import build_loss_from_config
 from bone_seg.modules.optim import build_optimizer, build_scheduler
 from bone_seg.networks import registry
+from bone_seg.tracking import records
 from bone_seg.weights.network import create_net
 
 NET_KEYS = ("arch", "encoder", "weights", "freeze_encoder", "adapt_heads")

@@ -21,12 +21,13 @@ from pathlib import Path
 
 from bone_seg.errors import BoneSegError
 from bone_seg.io.files import write_csv_atomic, write_text_atomic
-from bone_seg.records import CV_PREFIX
 from bone_seg.reports.cv_table import label
-from bone_seg.reports.mlflow_runs import SweepRuns, cv_records, run_result
 from bone_seg.reports.ranking import METRIC_KEYS, ConfigResult
 from bone_seg.reports.report_files import ReportFiles, write_cv_report, write_rank_report
+from bone_seg.reports.run_scores import cv_records, run_result
 from bone_seg.table import markdown_table
+from bone_seg.tracking.records import CV_PREFIX
+from bone_seg.tracking.runs import SweepRuns
 
 GROUPINGS = ("mode",)
 MODE_ORDER = ("2d", "2.5d", "3d")

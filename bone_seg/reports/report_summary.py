@@ -14,9 +14,9 @@ import math
 import re
 from collections.abc import Mapping
 
-from bone_seg.records import CV_PREFIX, RANK_PREFIX
 from bone_seg.reports.cv_table import ALL, CVTable
 from bone_seg.reports.ranking import Ranking
+from bone_seg.tracking.records import CV_PREFIX, RANK_PREFIX
 
 _FIGURES = ("miou_mean", "miou_sd", "mdice_mean", "mdice_sd")
 

@@ -1,7 +1,7 @@
 """The Model Registry: a fit's logged model registered under a name, with an alias.
 
 ``bone-report ... register=<name> alias=<alias>`` registers the sweep's top run
-(:mod:`bone_seg.workflows.report_register` chooses it); commands then take
+(:mod:`bone_seg.sweeps.register` chooses it); commands then take
 ``weights=models:/<name>@<alias>`` (:mod:`bone_seg.tracking.resolve`). Moving the alias to a
 newer version changes what every such command uses, without touching a file.
 """

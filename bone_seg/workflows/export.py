@@ -1,7 +1,7 @@
 """``bone-export`` (conf/export.yaml): a stored array or any volume → a TIFF stack for
 Fiji/ImageJ, or a weights file → BONe DLFit's ``.pth`` layout (to use the model in BONe), a
 BioImage Model Zoo package (``format=bioimageio``) or ONNX (``format=onnx``):
-:mod:`bone_seg.workflows.package_export`."""
+:mod:`bone_seg.packaging.export`."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def run(cfg: DictConfig) -> str:
             cfg.weights = resolve_weights_uri(str(cfg.weights), cfg.logger.tracking_uri,
                                               Path(cfg.paths.cache).expanduser() / "mlflow")
         if cfg.format in ("bioimageio", "onnx"):
-            from bone_seg.workflows import package_export
+            from bone_seg.packaging import export as package_export
 
             if cfg.format == "onnx":
                 return str(package_export.export_onnx_file(Path(cfg.weights), Path(cfg.out),

@@ -26,14 +26,14 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ProgressBar
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bone_seg import records
 from bone_seg.atomic import write_json_atomic
 from bone_seg.callbacks.atomic_checkpoint import AtomicCheckpointIO, read_checkpoint
 from bone_seg.callbacks.weights_export import BestWeightsExport
 from bone_seg.errors import BoneSegError
+from bone_seg.fitting import publish, slurm_job
 from bone_seg.io.store import DatasetStore
+from bone_seg.tracking import fit_run, records
 from bone_seg.tracking.models import log_model_metrics, log_weights_model
-from bone_seg.workflows import mlflow_run, publish, slurm_job
 
 log = logging.getLogger("bone_seg.fit")
 
@@ -143,13 +143,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     tags = run_tags(cfg, datamodule)
     name = records.fit_run_name(tags["arch"], tags["encoder"], tags["patch_size"], tags["mode"],
                                 tags["fold"], tags["seed"])
-    logger = mlflow_run.build_logger(cfg.logger.tracking_uri, cfg.logger.experiment_name,
+    logger = fit_run.build_logger(cfg.logger.tracking_uri, cfg.logger.experiment_name,
                                      run_name=name, tags=tags)
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
                           plugins=[AtomicCheckpointIO(), *slurm_job.slurm_plugins()],
                           enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks))
-    mlflow_run.log_params(logger, config)
-    mlflow_run.log_store_input(logger, DatasetStore(datamodule.store_path), datamodule.splits)
+    fit_run.log_params(logger, config)
+    fit_run.log_store_input(logger, DatasetStore(datamodule.store_path), datamodule.splits)
     try:
         with log_above_progress_bars():
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path,
@@ -160,9 +160,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                     summary["weights"], publish_to, summary))
     except BaseException:
         log.debug("the fit failed", exc_info=True)  # the traceback, in the run's log only
-        mlflow_run.end_failed(logger, run_files(out, callbacks))
+        fit_run.end_failed(logger, run_files(out, callbacks))
         raise
-    mlflow_run.end_run(logger, "FINISHED")
+    fit_run.end_run(logger, "FINISHED")
     return summary
 
 
@@ -201,7 +201,7 @@ def log_above_progress_bars() -> Iterator[None]:
 
 
 def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: list,
-            logger: mlflow_run.FitRunLogger, out: Path, t0: float) -> dict[str, Any]:
+            logger: fit_run.FitRunLogger, out: Path, t0: float) -> dict[str, Any]:
     """After fitting, on rank 0: test-fold evaluation, artifacts, the closing summary."""
     best = next(c for c in callbacks if isinstance(c, BestWeightsExport))
     summary = {
@@ -218,17 +218,17 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
                            "raise trainer.max_epochs or lower trainer.limit_val_batches")
     files = run_files(out, callbacks) + write_curves(out, callbacks, datamodule)
     if cfg.calibrate.enabled and datamodule.splits.get("val"):  # before the test predictions
-        from bone_seg.workflows.calibrate import calibrate_fit
+        from bone_seg.fitting.calibration import calibrate_fit
 
         cal_metrics, cal_files = calibrate_fit(Path(best.path), datamodule.store_path,
                                                cfg.calibrate, out)
-        mlflow_run.log_metrics(logger, cal_metrics)
+        fit_run.log_metrics(logger, cal_metrics)
         files += cal_files
     # the best weights as the run's MLflow model; the metrics below are linked to it
     model_id = log_weights_model(logger.experiment, logger.run_id, best.path)
     summary["model_id"] = model_id
     if cfg.test.enabled and datamodule.splits.get("test"):
-        from bone_seg.workflows.test_fold import evaluate_test_scans
+        from bone_seg.fitting.test_fold import evaluate_test_scans
 
         metrics, reports = evaluate_test_scans(best.path, datamodule, cfg.test, out)
         log_model_metrics(logger.experiment, logger.run_id, model_id, metrics)
@@ -238,7 +238,7 @@ def _finish(cfg: DictConfig, trainer: pl.Trainer, datamodule: Any, callbacks: li
     summary["wall_time_s"] = time.perf_counter() - t0
     log_model_metrics(logger.experiment, logger.run_id, model_id,
                       {"time/workflow_wall_s": summary["wall_time_s"]})
-    mlflow_run.log_artifacts(logger, files)
+    fit_run.log_artifacts(logger, files)
     # epochs counted from 1 as in the epoch log (Lightning and the weights' metadata count from 0)
     log.info("best validation mIoU %.4f at epoch %d; weights: %s", best.best_score,
              best.best_epoch + 1, best.path)

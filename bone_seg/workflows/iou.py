@@ -18,12 +18,12 @@ from bone_seg.metrics import (
     check_num_classes,
     confusion_counts,
     format_table,
-    log_scores,
     open_labels,
     scores_from_confusion,
     write_csv,
     write_json,
 )
+from bone_seg.tracking.log import log_scores
 
 log = logging.getLogger(__name__)
 

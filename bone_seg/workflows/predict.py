@@ -1,6 +1,6 @@
 """``bone-predict``: segment a scan with a weights file or an ensemble of them, optionally with
 test-time augmentation and uncertainty maps (conf/predict.yaml); ``morpho=true`` then measures the
-labels, ``mlflow=true`` logs the run (:mod:`bone_seg.workflows.predict_morpho`).
+labels, ``mlflow=true`` logs the run (:mod:`bone_seg.measuring.predict_morpho`).
 
 ``scan=[a,b,...]`` predicts each scan into ``${predictions}/<name>.zarr``. ``part=i parts=n``
 shares the work among n jobs (``bone-predict -m part=0,1,2,3 parts=4``): one scan's slabs
@@ -21,7 +21,7 @@ from bone_seg.inference.quality import log_line as quality_log_line
 from bone_seg.inference.scan import scan_name
 from bone_seg.inference.slabs import check_part
 from bone_seg.inference.suggest import log_line
-from bone_seg.workflows import predict_morpho
+from bone_seg.measuring import predict_morpho
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,8 @@ def _predict_one(cfg: DictConfig, weights: list[str]) -> dict:
         _log_part(report, out)
         return report
     _log_report(report, out, len(weights), cfg.threshold)
-    measured = predict_morpho.measure_prediction(out, report, size) if cfg.morpho else None
+    measured = predict_morpho.measure_prediction(out, report, size,
+                                                   cfg.morpho_settings) if cfg.morpho else None
     if cfg.mlflow:
         predict_morpho.log_prediction(cfg, out, report, measured)
     return report
@@ -160,7 +161,7 @@ def _weights(cfg: DictConfig) -> list[str]:
         mlflow_cache = Path(cfg.paths.cache).expanduser() / "mlflow"  # models:/, runs:/, run id
         return [resolve_weights(resolve_weights_uri(w, cfg.logger.tracking_uri, mlflow_cache),
                                 pretrained, key="weights") for w in weights_list(cfg.weights)]
-    from bone_seg.workflows.sweep_weights import sweep_weights
+    from bone_seg.sweeps.weights import sweep_weights
 
     files, names, selection = sweep_weights(cfg, Path(cfg.predictions))
     log.info("ensemble of %d run(s) of %s: %s", len(files), selection, ", ".join(names))

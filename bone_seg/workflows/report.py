@@ -9,10 +9,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.errors import BoneSegError
 from bone_seg.reports.by_mode import check_by, write_cv_by_mode, write_rank_by_mode
-from bone_seg.reports.mlflow_publish import log_report_run
-from bone_seg.reports.mlflow_runs import config_results, cv_records, fetch_runs
 from bone_seg.reports.ranking import paper_weights
 from bone_seg.reports.report_files import write_cv_report, write_rank_report
+from bone_seg.reports.run_scores import config_results, cv_records
+from bone_seg.tracking.publish import log_report_run
+from bone_seg.tracking.runs import fetch_runs
 
 log = logging.getLogger(__name__)
 KINDS = ("cv", "rank", "check")
@@ -50,7 +51,7 @@ def run(cfg: DictConfig) -> str:
                                 sweep=cfg.sweep, metrics=report.metrics, params=params)
         log.info("logged the report files to MLflow run %s (%s)", run_id, runs.tracking_uri)
     if cfg.get("register"):
-        from bone_seg.workflows.report_register import register_top_run
+        from bone_seg.sweeps.register import register_top_run
 
         register_top_run(cfg, runs)
     return str(cfg.out)
@@ -64,13 +65,13 @@ def _check_report(cfg: DictConfig, runs) -> str:
         rows_from_records,
         write_check_report,
     )
-    from bone_seg.reports.mlflow_runs import _artifact_records
+    from bone_seg.tracking.runs import artifact_records
 
     if runs is None:
         rows, subject = rows_from_predictions(cfg.predictions), str(cfg.predictions)
     else:
         rows = rows_from_records((r.info.run_id, rec) for r in runs.runs
-                                 for rec in (_artifact_records(runs.client, r) or []))
+                                 for rec in (artifact_records(runs.client, r) or []))
         subject = runs.selection
     report = write_check_report(rows, cfg.out, f"Per-scan check: {subject}")
     print(report.markdown, flush=True)

@@ -88,10 +88,11 @@ def test_fit_help_lists_its_groups_with_options_and_the_keys_of_each(probe):
     groups = text.split("Config groups (group=option; [default]):\n")[1].split("\n\n")[0]
     names = [line.split()[0] for line in groups.splitlines()]
     assert names == ["paths", "data", "model", "model/net", "trainer", "logger", "callbacks",
-                     "experiment", "sweeps", "hydra/launcher"]
+                     "experiment", "sweeps", "hydra/launcher", "debug"]
     assert "bp2d03, easy, finetune, pretrain, quick" in groups and "[unet]" in groups
     assert "cv, dims, grid" in groups
     assert "local_parallel, slurm" in groups
+    assert "fdr, limit, overfit, profiler   (none by default)" in groups
     assert "  data.<key>: store, num_folds, test_fold" in text
     assert "  model.net.<key>: arch, encoder" in text
     assert "ckpt_path: null" in text and "\nhydra:" not in text and "  job:" not in text

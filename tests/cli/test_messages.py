@@ -47,7 +47,7 @@ def test_missing_values_give_one_error_line_and_exit_2_from_the_command():
 @pytest.mark.parametrize("override, message", [
     ("experment=quick", r"unknown config key 'experment'\. Did you mean experiment=quick"),
     ("model/nett=unet", r"unknown config key 'model/nett'\. Did you mean model/net=unet\?"),
-    ("trainr=gpu", r"Did you mean trainer=gpu.*Config groups: callbacks, data, experiment"),
+    ("trainr=gpu", r"Did you mean trainer=gpu.*Config groups: callbacks, data, debug, experiment"),
 ])
 def test_config_groups_are_suggested_for_typos(override, message):
     with pytest.raises(BoneSegError, match=message):

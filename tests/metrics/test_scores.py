@@ -12,8 +12,8 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from bone_seg.errors import BoneSegError
 from bone_seg.metrics import format_table, scores_from_confusion, write_csv, write_json
-from bone_seg.metrics.mlflow_log import score_metrics
 from bone_seg.metrics.writers import scores_csv
+from bone_seg.tracking.log import score_metrics
 
 NAMES = ["background", "bone", "pores", "marrow"]
 

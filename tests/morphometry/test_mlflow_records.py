@@ -7,8 +7,8 @@ import json
 import pytest
 from morpho_shapes import run_morpho_cli, store_like_pair
 
-from bone_seg.metrics.mlflow_store import ensure_experiment
-from bone_seg.morphometry.mlflow_names import measure_metrics, metric_name
+from bone_seg.tracking.morpho_names import measure_metrics, metric_name
+from bone_seg.tracking.store import ensure_experiment
 
 mlflow = pytest.importorskip("mlflow")
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")

@@ -11,7 +11,7 @@ import zarr
 from morpho_shapes import run_morpho_cli, tube
 
 from bone_seg.morphometry.measures2d import MEASURES_2D
-from bone_seg.morphometry.mlflow_names import measure_metrics
+from bone_seg.tracking.morpho_names import measure_metrics
 
 
 def test_2d_tube_slice_end_to_end(tmp_path):

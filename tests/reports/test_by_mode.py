@@ -16,7 +16,7 @@ from bone_seg.reports.by_mode import (
     write_cv_by_mode,
     write_rank_by_mode,
 )
-from bone_seg.reports.mlflow_runs import SweepRuns
+from bone_seg.tracking.runs import SweepRuns
 
 
 class FakeClient:

@@ -19,7 +19,8 @@ mlflow = pytest.importorskip("mlflow")
 from mlflow import MlflowClient  # noqa: E402
 
 from bone_seg.errors import BoneSegError  # noqa: E402
-from bone_seg.reports.mlflow_runs import config_results, cv_records, fetch_runs  # noqa: E402
+from bone_seg.reports.run_scores import config_results, cv_records  # noqa: E402
+from bone_seg.tracking.runs import fetch_runs  # noqa: E402
 
 # MLflow's own SQLAlchemy use warns about a deprecated loader; nothing of ours
 pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy")

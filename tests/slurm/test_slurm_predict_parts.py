@@ -11,10 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
+from inference_helpers import save_model, scan
 from slurm_helpers import slurm_launcher
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-from inference_helpers import save_model, scan  # noqa: E402
 
 from bone_seg.inference import PredictSettings, predict_scan  # noqa: E402
 from bone_seg.inference.output import is_complete  # noqa: E402

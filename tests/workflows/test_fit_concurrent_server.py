@@ -7,7 +7,7 @@ import subprocess
 import pytest
 from fit_helpers import fit_command
 
-from bone_seg.metrics.mlflow_store import sqlite_path
+from bone_seg.tracking.store import sqlite_path
 
 pytestmark = pytest.mark.slow
 FITS = 8

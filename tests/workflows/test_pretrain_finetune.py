@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 
 from bone_seg.cli.app import compose_config
 from bone_seg.errors import BoneSegError
+from bone_seg.fitting.publish import check_target
+from bone_seg.tracking.fit_run import run_params
 from bone_seg.weights.safetensors_file import load_weights
-from bone_seg.workflows.mlflow_run import run_params
-from bone_seg.workflows.publish import check_target
 
 SMALL = [o for o in TINY if not o.startswith("experiment=")] + ["trainer.max_epochs=1"]
 
