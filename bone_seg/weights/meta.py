@@ -87,7 +87,13 @@ class WeightsMeta:
         normalization: ``zscore`` or ``minmax`` (per scan).
         stats_policy: statistics over voxels > 0 (``positive``, as BONe) or ``all`` voxels.
         clip_range: ``(low, high)`` intensities are clipped to after normalisation, or None.
-        net_kwargs: extra keyword arguments the network was built with (e.g. ``strides``).
+        net_kwargs: extra keyword arguments the network was built with (e.g. ``strides``);
+            of a ``net_target`` network: its constructor's arguments (channels and classes
+            excluded).
+        net_target: the class path of a network given by ``model.net._target_`` (``arch`` is
+            then its lower-case class name, ``encoder`` ``none``); None for smp networks, and
+            then left out of the JSON (files of smp networks read as before, by older versions
+            too). Loading imports the class and calls it with ``net_kwargs``: never unpickled.
         config: the resolved configuration of the fit (plain JSON).
         versions: library versions at fitting time (bone_seg, torch, smp, smp_3d, python).
         best_epoch: the epoch whose weights these are, counted from 0 (Lightning's
@@ -115,6 +121,7 @@ class WeightsMeta:
     stats_policy: str = "positive"
     clip_range: tuple[float, float] | None = None
     net_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    net_target: str | None = None
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=current_versions)
     best_epoch: int | None = None
@@ -184,6 +191,10 @@ class WeightsMeta:
             if not isinstance(value, str) or not value:
                 raise BoneSegError(f"weights metadata {name} must be a non-empty string, "
                                    f"got {value!r}")
+        if self.net_target is not None and (not isinstance(self.net_target, str)
+                                            or "." not in self.net_target):
+            raise BoneSegError(f"weights metadata net_target={self.net_target!r} must be the "
+                               "dotted path of a network class, or null")
         self._check_choice("mode", MODES)
         self._check_choice("normalization", NORMALIZATIONS)
         self._check_choice("stats_policy", STATS_POLICIES)
@@ -264,6 +275,8 @@ class WeightsMeta:
         """A JSON-ready dict of every field."""
         out = dataclasses.asdict(self)
         out["clip_range"] = None if self.clip_range is None else list(self.clip_range)
+        if self.net_target is None:
+            del out["net_target"]  # smp networks: the layout of before
         return out
 
     def to_json(self) -> str:
