@@ -228,7 +228,7 @@ def test_split_prediction_the_completing_part_writes_the_same_suggestions(model,
     first = predict_scan(model["weights"], model["scan"], split,
                          settings=PredictSettings(**BASE, suggest=3, suggest_by="even", part=1,
                                                   parts=2))
-    assert "suggestions" not in first and not (split / "suggestions.json").exists()
+    assert first.suggestions is None and not (split / "suggestions.json").exists()
     last = predict_scan(model["weights"], model["scan"], split,
                         settings=PredictSettings(**BASE, suggest=3, suggest_by="even", part=0,
                                                  parts=2))
