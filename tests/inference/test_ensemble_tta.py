@@ -15,7 +15,7 @@ import zarr
 from inference_helpers import save_model, scan, tiny_model
 
 from bone_seg.errors import BoneSegError
-from bone_seg.inference import Predictor, PredictSettings, predict_scan
+from bone_seg.inference import PredictionReport, Predictor, PredictSettings, predict_scan
 from bone_seg.inference.ensemble import load_ensemble
 from bone_seg.inference.tta import TRANSFORMS, augment, parse_tta, restore
 from bone_seg.weights.network import create_net
@@ -213,7 +213,7 @@ def test_command_line_ensemble_tta_uncertainty(files, tmp_path):
     proc = _command(tmp_path, f"weights=[{files['a']},{files['b']}]", f"scan={files['scan']}",
                     f"out={out}", "tta=[identity,flip_x]", "uncertainty=[entropy]")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads((out / "report.json").read_text())
+    report = PredictionReport.read(out / "report.json")  # the file, read as the record
     assert report.weights == [str(files["a"]), str(files["b"])]
     assert report.tta == ["identity", "flip_x"]
     text = proc.stdout + proc.stderr
