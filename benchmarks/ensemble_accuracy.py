@@ -49,8 +49,8 @@ def _score(weights, store: Path, scan: str, out: Path, tta, post=None,
                                                    summary=False, postprocess=post))
     cm = confusion_matrix(store / "scans" / scan / "mask", out, 3, progress=False)
     scores = scores_from_confusion(cm, CLASSES)
-    seconds = (report["predict_time_s"] if post is None
-               else base_s + report["postprocess"]["time_s"])
+    seconds = (report.predict_time_s if post is None
+               else base_s + report.postprocess["time_s"])
     return {"miou": scores["mean_iou"], "seconds": seconds,
             **{c["name"]: c["iou"] for c in scores["classes"]}}
 

@@ -22,7 +22,6 @@ Run: ``.venv/bin/python benchmarks/ensemble_cost.py [--depth 8] [--size 256] [--
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -30,6 +29,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from bone_seg.inference.record import PredictionReport
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_result import emit  # noqa: E402
@@ -106,10 +107,10 @@ def main() -> None:
             for name, extra in cases.items():
                 out = root / f"{name}_{rep}.zarr"  # a new output each time: no resume
                 rss, wall = timed([str(BIN / "bone-predict"), *common, *extra, f"out={out}"])
-                report = json.loads((out / "report.json").read_text())
+                report = PredictionReport.read(out / "report.json")
                 print(f"{name:14s} peak RSS {rss:.0f} MiB, wall {wall:.1f} s, predict "
-                      f"{report['predict_time_s']:.1f} s")
-                runs[name].append({"rss": rss, "wall": wall, "predict": report["predict_time_s"]})
+                      f"{report.predict_time_s:.1f} s")
+                runs[name].append({"rss": rss, "wall": wall, "predict": report.predict_time_s})
                 shutil.rmtree(out)
         best = {n: {k: min(r[k] for r in rs) for k in ("rss", "wall", "predict")}
                 for n, rs in runs.items()}

@@ -167,7 +167,7 @@ def repeat_check(root: Path, weights: Path, store: Path, device: str) -> list[tu
             device=device, batch_size=batch, confidence=True, progress=False, summary=False))
         group = zarr.open_group(str(out), mode="r")
         arrays.append((group["labels/segmentation/0"][:], group["confidence/0"][:]))
-        times.append(report["voxels_per_s"] / 1e6)
+        times.append(report.voxels_per_s / 1e6)
 
     def same(a, b) -> str:
         return "yes" if all(np.array_equal(x, y) for x, y in zip(a, b, strict=True)) else "NO"
@@ -191,7 +191,7 @@ def batch_check(root: Path, weights: Path, store: Path, device: str) -> list[tup
 
     dev = torch.device("cuda", 0) if device == "cuda" else torch.device("cpu")
     ensemble = load_ensemble(str(weights))
-    predictor = Predictor.from_settings(ensemble, ensemble.meta, PredictSettings(), dev)
+    predictor = Predictor(ensemble, ensemble.meta, PredictSettings(), dev)
     free = free_memory_bytes(dev)
     batch = auto_batch_size(predictor, [dev])
     del predictor, ensemble
@@ -204,10 +204,10 @@ def batch_check(root: Path, weights: Path, store: Path, device: str) -> list[tup
         device=device, batch_size="auto", progress=False, summary=False))
     peak = torch.cuda.max_memory_allocated(dev) if device == "cuda" else 0
     return [("free VRAM before predicting", f"{free / 2**30:.1f} GB"),
-            ("auto batch (windows per step)", f"{batch} (report: {report['batch_size']}; "
+            ("auto batch (windows per step)", f"{batch} (report: {report.batch_size}; "
              "a quarter of the free VRAM, capped at 256)"),
             ("predict with batch_size=auto: peak VRAM (torch / NVML)",
-             f"{peak / 2**30:.2f} GB / {report['peak_vram_gb'] or float('nan'):.2f} GB")]
+             f"{peak / 2**30:.2f} GB / {report.peak_vram_gb or float('nan'):.2f} GB")]
 
 
 def sync(device: str) -> None:

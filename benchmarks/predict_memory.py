@@ -16,7 +16,6 @@ Run: ``.venv/bin/python benchmarks/predict_memory.py [--depth 8] [--size 512]``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 from bench_result import emit  # benchmarks/ is on sys.path
+
+from bone_seg.inference.record import PredictionReport
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 BIN = Path(sys.executable).parent
@@ -86,15 +87,15 @@ def main() -> None:
             rss, seconds = timed([str(BIN / "bone-predict"), *common, f"scan={folder}",
                                   f"out={root / (name + '.zarr')}"])
             peaks[name] = rss
-            report = json.loads((root / f"{name}.zarr" / "report.json").read_text())
+            report = PredictionReport.read(root / f"{name}.zarr" / "report.json")
             print(f"{name:8s} {depth:3d} x {args.size} x {args.size}: peak RSS {rss:.0f} MiB "
                   f"(+{rss - base:.0f} over the baseline), {seconds:.1f} s in all, predicting "
-                  f"{report['predict_time_s']:.1f} s ({report['voxels_per_s'] / 1e6:.2f} "
-                  f"Mvoxel/s, batch {report['batch_size']})")
+                  f"{report.predict_time_s:.1f} s ({report.voxels_per_s / 1e6:.2f} "
+                  f"Mvoxel/s, batch {report.batch_size})")
         ratio = peaks["deep"] / peaks["shallow"]
         emit(f"bone-predict peak RSS: {4 * args.depth} vs {args.depth} slices of {args.size}^2",
              f"{peaks['deep']:.0f} MiB", f"{peaks['shallow']:.0f} MiB", ratio, "<= 1.1",
-             f"{report['voxels_per_s'] / 1e6:.2f} Mvoxel/s")
+             f"{report.voxels_per_s / 1e6:.2f} Mvoxel/s")
         print(f"peak RSS deep / shallow (4x the slices): {ratio:.3f}x (target <= 1.1x); above "
               f"the baseline: {(peaks['deep'] - base) / max(peaks['shallow'] - base, 1):.2f}x")
 

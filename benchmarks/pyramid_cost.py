@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bone_seg.inference.record import PredictionReport
+
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_result import emit  # noqa: E402
 from predict_memory import BIN, timed  # noqa: E402  (the same measuring method)
@@ -81,13 +83,13 @@ def main() -> None:
             out = root / f"{scan}_{pyramid}_{rep}.zarr"  # a new output each time: no resume
             rss, wall = timed([str(BIN / "bone-predict"), *common, f"scan={scans[scan]}",
                                f"out={out}", f"pyramid={pyramid}"])
-            report = json.loads((out / "report.json").read_text())
+            report = PredictionReport.read(out / "report.json")
             levels = len(json.loads((out / "zarr.json").read_text())["attributes"][
                 "bone_seg_prediction"]["pyramid"])
             print(f"{scan:8s} pyramid={pyramid} ({levels} levels): peak RSS {rss:.0f} MiB, "
-                  f"wall {wall:.1f} s, predict+write {report['predict_time_s']:.1f} s")
+                  f"wall {wall:.1f} s, predict+write {report.predict_time_s:.1f} s")
             shutil.rmtree(out)
-            return {"rss": rss, "wall": wall, "predict": report["predict_time_s"]}
+            return {"rss": rss, "wall": wall, "predict": report.predict_time_s}
 
         runs: dict[int, list[dict]] = {0: [], 3: []}
         for rep in range(args.repeats):

@@ -93,8 +93,15 @@ def hand_back(value: Any) -> Any:
 
         from bone_seg.atomic import write_text_atomic
 
-        write_text_atomic(path, json.dumps(value, default=str) + "\n")
+        write_text_atomic(path, json.dumps(value, default=_plain) + "\n")
     return value
+
+
+def _plain(value: Any) -> Any:
+    """A return value's JSON form: a record's own (``to_dict``, e.g. a prediction report), else
+    its text."""
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else str(value)
 
 
 def _load(target: str | Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:

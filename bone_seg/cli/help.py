@@ -15,7 +15,7 @@ from pathlib import Path
 from bone_seg.cli.compose import CONF_DIR
 
 _EXAMPLE = re.compile(r"^\s{2,}(bone-\S+.*)$")
-_HIDDEN_KEYS = ("_target_", "_convert_", "_partial_", "defaults")
+_HIDDEN_KEYS = ("_target_", "_convert_", "_partial_", "_recursive_", "defaults")
 
 
 def _header(config_name: str) -> list[str]:

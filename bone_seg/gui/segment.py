@@ -14,6 +14,7 @@ from bone_seg.atomic import remove
 from bone_seg.errors import BoneSegError
 from bone_seg.gui.layers import Image, add_output, find_layer, save_layer, voxel_size
 from bone_seg.gui.panel import Job, LayerCombo, Panel, PathEdit, work_root
+from bone_seg.inference.record import PredictionReport
 
 WEIGHT_KINDS = ("file", "pretrained", "MLflow run", "sweep")
 
@@ -52,7 +53,7 @@ class SegmentWidget(Panel):
                               ("min pore size (voxels)", self.min_pore),
                               ("output", self.output)):
             self.form.addRow(label, widget)
-        self.report: dict | None = None
+        self.report: PredictionReport | None = None
         self.out: Path | None = None
 
     def job(self) -> Job:
@@ -108,9 +109,9 @@ class SegmentWidget(Panel):
             remove(out.parent / f".{out.name}.lock")
 
         def after(outcome) -> dict:
-            return json.loads((out / "report.json").read_text())
+            return PredictionReport.read(out / "report.json")
 
-        def done(report: dict) -> None:
+        def done(report: PredictionReport) -> None:
             self.report, self.out = report, out
             add_output(self.viewer, out)
             self.say(report_text(report))
@@ -140,18 +141,18 @@ def run_weights(run_id: str, root: Path) -> Path:
     return Path(resolve_weights_uri(run_id, f"sqlite:///{root}/mlflow.db", root / "napari"))
 
 
-def report_text(report: dict) -> str:
+def report_text(report: PredictionReport) -> str:
     """The report's figures in a few lines: time, throughput, class volumes."""
-    voxel = report.get("voxel_size")
+    voxel = report.voxel_size
     size = [float(v) for v in (voxel if isinstance(voxel, list) else [voxel] * 3)] \
         if voxel else None
     unit = size[0] * size[1] * size[2] * 1e-9 if size else None  # µm³ → mm³
-    lines = [f"{report['name']}: {report['wall_time_s']:.1f} s, "
-             f"{(report['voxels_per_s'] or 0) / 1e6:.3f} Mvoxel/s"]
-    for cls, count in report.get("class_counts", {}).items():
+    lines = [f"{report.name}: {report.wall_time_s:.1f} s, "
+             f"{(report.voxels_per_s or 0) / 1e6:.3f} Mvoxel/s"]
+    for cls, count in (report.class_counts or {}).items():
         volume = f" = {count * unit:.4g} mm³" if unit else ""
         lines.append(f"{cls}: {count} voxels{volume}")
-    mean = (report.get("confidence") or {}).get("mean")
+    mean = (report.confidence or {}).get("mean")
     if mean is not None:
         lines.append(f"mean confidence {mean:.4f}")
     return "\n".join(lines)

@@ -187,11 +187,10 @@ def _read(item, several: bool) -> tuple[Member, dict | None, torch.nn.Module | N
 def _build(member: Member, state: dict) -> torch.nn.Module:
     """The network a file's metadata describes, holding its weights."""
     from bone_seg.networks.factory import load_state_into
-    from bone_seg.weights.network import create_net
+    from bone_seg.weights.network import net_for_meta
 
     meta = member.meta
-    net = create_net(meta.arch, meta.encoder, mode=meta.mode, in_channels=meta.in_channels,
-                     num_classes=meta.num_classes, **meta.net_kwargs)
+    net = net_for_meta(meta)
     load_state_into(net, state, source=member.name, meta=meta)
     return net.eval()
 
@@ -209,7 +208,8 @@ def _in_process(net: torch.nn.Module, meta, keep: bool) -> Member:
 def _arch(meta) -> str:
     """Members with equal keys run on one network (same state dict names and shapes)."""
     return json.dumps([meta.arch, meta.encoder, meta.mode, meta.in_channels, meta.num_classes,
-                       meta.net_kwargs], sort_keys=True)
+                       meta.net_kwargs] + ([meta.net_target] if meta.net_target else []),
+                      sort_keys=True)
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -51,8 +51,9 @@ normalising, gathering windows, blending, arg-max) costs 3-4 % on top of the for
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -61,10 +62,15 @@ from bone_seg.errors import BoneSegError
 from bone_seg.inference.calibration import check_temperature
 from bone_seg.inference.ensemble import Ensemble
 from bone_seg.inference.forward import WindowModel
+from bone_seg.inference.settings import PredictSettings
 from bone_seg.inference.tta import parse_tta
 from bone_seg.inference.uncertainty import check_maps, maps_of
 from bone_seg.inference.windows import WindowPlan, importance_map
 from bone_seg.io.context import check_slices, context_indices
+
+#: a Predictor's settings when none are given: PredictSettings' own, with 8 windows per step
+#: and the batch norms left as they are (bone-predict's config folds them: conf/predict.yaml)
+DEFAULT_SETTINGS = PredictSettings(batch_size=8, fold_bn=False)
 
 Reader = Callable[[int, int], np.ndarray]
 
@@ -149,39 +155,39 @@ class Predictor:
             :class:`~bone_seg.inference.ensemble.Ensemble` (this device's copy).
         meta: the weights' :class:`~bone_seg.weights.meta.WeightsMeta` (mode, slices, classes, patch
             size and depth; an ensemble's first member's).
-        chunk_size: window height = width in px (``None``: the model's patch size).
-        chunk_depth: window depth in 3D (``None``: the model's patch depth); ignored otherwise.
-        overlap: shared fraction of neighbouring windows, in [0, 1).
-        blending: ``gaussian`` or ``constant``.
-        threshold: minimum probability of the arg-max class (else background).
-        batch_size: windows prepared per step (rounded up to a multiple of ``micro_batch``).
-        micro_batch: windows per forward pass, fixed (see the module's note on repeatability).
+        settings: the :class:`~bone_seg.inference.settings.PredictSettings` this predictor
+            follows (default: :data:`DEFAULT_SETTINGS`). Of its fields, these shape the windows
+            and the network's passes: ``chunk_size`` / ``chunk_depth`` (window size; ``None``:
+            the model's patch size / depth), ``overlap`` (in [0, 1)), ``blending``
+            (``gaussian`` | ``constant``), ``threshold`` (minimum probability of the arg-max
+            class, else background), ``batch_size`` (windows prepared per step, rounded up to
+            a multiple of ``micro_batch``; ``auto``: 1 until the caller sets :attr:`batch`),
+            ``micro_batch`` (windows per forward pass, fixed: see the module's note on
+            repeatability), ``amp`` (float16 autocast, CUDA only), ``compile``
+            (``torch.compile``), ``channels_last`` (measured ~20 % faster on the CPU for a
+            U-Net/ResNet-18, oneDNN; the last bits differ from the default format, so it is
+            part of an output's fingerprint), ``tta`` (:mod:`bone_seg.inference.tta`),
+            ``uncertainty`` (:data:`bone_seg.inference.uncertainty.MAPS`), ``fold_bn`` (fold
+            the batch norms into the convolutions, :mod:`bone_seg.inference.fold`; part of the
+            fingerprint) and ``engine`` (``torch`` | ``onnxruntime``,
+            :mod:`bone_seg.inference.onnx_engine`).
         device: a torch device (``cpu``, ``cuda``, ``cuda:1`` ...).
-        amp: float16 autocast, used on CUDA only.
-        compile: ``torch.compile`` the network (shapes are static: one micro-batch shape).
-        channels_last: run the network in channels-last memory format (measured ~20 % faster
-            on the CPU for a U-Net/ResNet-18, oneDNN; the last bits differ from the default
-            format, so it is part of an output's fingerprint).
-        tta: test-time augmentation, ``tta=`` of :mod:`bone_seg.inference.tta` (None: none).
-        uncertainty: maps to compute (:data:`bone_seg.inference.uncertainty.MAPS`).
-        fold_bn: fold the batch norms into the convolutions (:mod:`bone_seg.inference.fold`;
-            fewer passes over the feature maps; the last bits differ, so it is part of an
-            output's fingerprint).
-        engine: ``torch`` or ``onnxruntime`` (the network exported to ONNX and run by ONNX
-            Runtime on the CPU in the default memory format, :mod:`bone_seg.inference.onnx_engine`).
-        calibrated: apply the temperature the weights carry
-            (:mod:`bone_seg.inference.calibration`) to every probability made.
-        ensemble_temperature: one temperature for the mean of the members and passes instead
-            (None: each member's own).
+        **changes: fields of ``settings`` to replace (``Predictor(net, meta, batch_size=4)``).
     """
 
-    def __init__(self, net: torch.nn.Module, meta, chunk_size: int | None = None,
-                 chunk_depth: int | None = None, overlap: float = 0.25,
-                 blending: str = "gaussian", threshold: float = 0.5, batch_size: int = 8,
-                 micro_batch: int = 4, device: str | torch.device = "cpu", amp: bool = True,
-                 compile: bool = False, channels_last: bool = True, tta=None,
-                 uncertainty=(), fold_bn: bool = False, engine: str = "torch",
-                 calibrated: bool = True, ensemble_temperature: float | None = None):
+    def __init__(self, net: torch.nn.Module, meta, settings: PredictSettings | None = None,
+                 device: str | torch.device = "cpu", **changes: Any):
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(PredictSettings)})
+        if unknown:
+            raise BoneSegError(f"Predictor has no setting(s) {unknown}; the settings are the "
+                               "fields of bone_seg.inference.settings.PredictSettings")
+        s = settings or DEFAULT_SETTINGS
+        s = dataclasses.replace(s, **changes) if changes else s
+        self.settings = s
+        chunk_size, chunk_depth, threshold, engine = (s.chunk_size, s.chunk_depth, s.threshold,
+                                                      s.engine)
+        micro_batch = s.micro_batch
+        batch_size = 1 if s.batch_size == "auto" else s.batch_size
         self.meta = meta
         self.engine = engine
         self.mode = meta.mode
@@ -195,50 +201,35 @@ class Predictor:
             raise BoneSegError(f"chunk_size={chunk_size} / chunk_depth={chunk_depth} must be >= 1")
         if not 0 <= threshold <= 1:
             raise BoneSegError(f"threshold={threshold}: a probability from 0 to 1")
-        self.overlap, self.threshold = float(overlap), float(threshold)
+        self.overlap, self.threshold = float(s.overlap), float(threshold)
         self.micro = int(micro_batch)
         if self.micro < 1 or int(batch_size) < 1:
             raise BoneSegError(f"batch_size={batch_size} / micro_batch={micro_batch} must be >= 1")
         self.batch = -(-int(batch_size) // self.micro) * self.micro
         self.device = torch.device(device)
-        self.amp = bool(amp) and self.device.type == "cuda"
+        self.amp = bool(s.amp) and self.device.type == "cuda"
         shape = (self.depth, self.size, self.size) if self.mode == "3d" else (self.size, self.size)
-        self.weight = importance_map(shape, blending)
-        self.blending = blending
-        self.channels_last = bool(channels_last) and engine == "torch"  # ONNX: NCHW
+        self.weight = importance_map(shape, s.blending)
+        self.blending = s.blending
+        self.channels_last = bool(s.channels_last) and engine == "torch"  # ONNX: NCHW
         self.memory_format = (
             (torch.channels_last_3d if self.mode == "3d" else torch.channels_last)
             if self.channels_last else torch.contiguous_format)
-        self.tta = parse_tta(tta, self.mode)
-        self.maps = check_maps(uncertainty)
+        self.tta = parse_tta(s.tta, self.mode)
+        self.maps = check_maps(s.uncertainty)
         ensemble = net if isinstance(net, Ensemble) else Ensemble.of(net, meta)
         self.model = WindowModel(ensemble, self.tta, self.weight, self.device, self.amp,
-                                 self.memory_format, compile, "mutual_information" in self.maps,
-                                 fold_bn=fold_bn, engine=engine, calibrated=calibrated,
-                                 mean_temperature=None if ensemble_temperature is None else
-                                 check_temperature(ensemble_temperature,
+                                 self.memory_format, s.compile, "mutual_information" in self.maps,
+                                 fold_bn=s.fold_bn, engine=engine, calibrated=s.calibrated,
+                                 mean_temperature=None if s.ensemble_temperature is None else
+                                 check_temperature(s.ensemble_temperature,
                                                    "ensemble_temperature")[0])
-        self.fold_bn = bool(fold_bn)
+        self.fold_bn = bool(s.fold_bn)
         if "mutual_information" in self.maps and self.model.passes == 1:
             raise BoneSegError("uncertainty=[mutual_information] measures how the passes of an "
                                "ensemble or TTA disagree; with one model and no TTA it is 0: give "
                                "weights=[a,b,...] or tta=flips, or uncertainty=[entropy]")
         self.net = self.model.net
-
-    @classmethod
-    def from_settings(cls, net: torch.nn.Module, meta, settings, device: str | torch.device,
-                      ) -> Predictor:
-        """A predictor on ``device`` as a :class:`~bone_seg.inference.settings.PredictSettings`
-        says (its batch size is set by the caller: it may be ``auto``)."""
-        return cls(net, meta, chunk_size=settings.chunk_size, chunk_depth=settings.chunk_depth,
-                   overlap=settings.overlap, blending=settings.blending,
-                   threshold=settings.threshold, batch_size=1,
-                   micro_batch=settings.micro_batch, device=device, amp=settings.amp,
-                   compile=settings.compile, channels_last=settings.channels_last,
-                   tta=settings.tta, uncertainty=settings.uncertainty,
-                   fold_bn=settings.fold_bn, engine=settings.engine,
-                   calibrated=settings.calibrated,
-                   ensemble_temperature=settings.ensemble_temperature)
 
     # ------------------------------------------------------------------ geometry
     def plan(self, shape) -> WindowPlan:

@@ -6,7 +6,8 @@ the confidence over [0, 1], the voxels reassigned to background (arg-max not bac
 confidence below ``threshold``) and the voxels per class. Slabs are merged in slab order, so the
 figures do not depend on how the work was cut.
 
-The report (``<out>/report.json``, returned by :func:`bone_seg.inference.run.predict_scan`):
+The report (``<out>/report.json``; :func:`bone_seg.inference.run.predict_scan` returns it as a
+:class:`~bone_seg.inference.record.PredictionReport`, read by attribute, whose JSON form this is):
 ``weights`` (a file, or an ensemble's files in order), ``tta`` (the passes' transforms),
 ``members_trained_on_scan`` (members whose fit trained or validated on this store scan),
 ``scan`` (its description), ``name``, ``out``, ``shape``, ``mode``, ``devices``,

@@ -30,13 +30,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bone_seg.atomic import write_json_atomic
+from bone_seg.atomic import write_text_atomic
 from bone_seg.devices import resolve_devices
 from bone_seg.inference.collect import SlabBuffer
 from bone_seg.inference.ensemble import Ensemble, load_ensemble
 from bone_seg.inference.output import PredictionOutput
 from bone_seg.inference.postprocessed import postprocess_output
 from bone_seg.inference.predictor import Predictor
+from bone_seg.inference.record import PredictionReport
 from bone_seg.inference.report import merge_stats
 from bone_seg.inference.scan import open_scan
 from bone_seg.inference.settings import PredictSettings
@@ -62,7 +63,7 @@ _BAR_LOCK = threading.Lock()
 
 
 def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | None = None,
-                 settings: PredictSettings | None = None) -> dict[str, Any]:
+                 settings: PredictSettings | None = None) -> PredictionReport:
     """Predict ``scan`` with ``weights`` into the Zarr group ``out``.
 
     Args:
@@ -74,8 +75,9 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
         store_path: the dataset store for scan ids.
         settings: how to predict (default: :class:`PredictSettings`'s defaults).
 
-    Returns the report (also written to ``<out>/report.json``, :mod:`bone_seg.inference.report`);
-    raises :class:`BoneSegError` on bad weights, scan, settings or output.
+    Returns the report, a :class:`~bone_seg.inference.record.PredictionReport` (its JSON form
+    also written to ``<out>/report.json``, :mod:`bone_seg.inference.report`); raises
+    :class:`BoneSegError` on bad weights, scan, settings or output.
 
     With ``settings.part`` / ``settings.parts`` this call predicts only its part's stretch of the
     slabs (:func:`~bone_seg.inference.slabs.part_slabs`); other processes predict the others into
@@ -101,19 +103,17 @@ def predict_scan(weights, scan, out: str | Path, *, store_path: str | Path | Non
             finish = not output.missing and (split is None or not output.complete)
             extras = _complete_outputs(output, job, s) if finish else {}
             usage = monitor.stop()
-            report = {**_report(job, devices, done_before, finish or output.complete),
-                      **extras,
-                      "wall_time_s": round(time.perf_counter() - t0, 3),
-                      "predict_time_s": round(predict_s, 3),
-                      **_throughput(output, todo, predict_s),
-                      "peak_rss_gb": usage.get("peak_rss_gb"),
-                      "peak_vram_gb": usage.get("peak_vram_gb")}
+            report = PredictionReport(
+                **_report(job, devices, done_before, finish or output.complete), **extras,
+                wall_time_s=round(time.perf_counter() - t0, 3),
+                predict_time_s=round(predict_s, 3), **_throughput(output, todo, predict_s),
+                peak_rss_gb=usage.get("peak_rss_gb"), peak_vram_gb=usage.get("peak_vram_gb"))
             if split is not None:
-                report.update(part=split[0], parts=split[1], slabs_missing=len(output.missing),
-                              slabs_predicted=sum(b - a for a, b in todo),
-                              completed_here=finish)
+                report = dataclasses.replace(
+                    report, part=split[0], parts=split[1], slabs_missing=len(output.missing),
+                    slabs_predicted=sum(b - a for a, b in todo), completed_here=finish)
             if finish:
-                write_json_atomic(Path(out) / "report.json", report)
+                write_text_atomic(Path(out) / "report.json", report.to_json())
                 output.mark_complete()  # last (metadata rewritten): nothing looks complete before
     finally:
         monitor.stop()
@@ -274,8 +274,7 @@ def _finish_outputs(output: PredictionOutput, labels, post: dict | None, volume,
 def _predictors(ensemble: Ensemble, s: PredictSettings,
                 devices: list[torch.device]) -> list[Predictor]:
     """One predictor per device (a copy of the networks each), all with the same batch size."""
-    predictors = [Predictor.from_settings(ensemble if i == 0 else ensemble.copy(),
-                                          ensemble.meta, s, d)
+    predictors = [Predictor(ensemble if i == 0 else ensemble.copy(), ensemble.meta, s, d)
                   for i, d in enumerate(devices)]
     first = predictors[0]
     batch = auto_batch_size(first, devices) if s.batch_size == "auto" else int(s.batch_size)

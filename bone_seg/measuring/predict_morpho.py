@@ -17,6 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bone_seg.inference.labels_path import labels_array
+from bone_seg.inference.record import PredictionReport
 from bone_seg.io.store import DatasetStore
 from bone_seg.io.volume import open_volume
 from bone_seg.measuring import morpho
@@ -56,12 +57,13 @@ def voxel_size(cfg: DictConfig) -> tuple[float, float, float] | None:
     return resolve_voxel_size(morpho.voxel_size_option(cfg), volumes)
 
 
-def measure_prediction(out: Path, report: dict, size: tuple[float, float, float] | None,
+def measure_prediction(out: Path, report: PredictionReport,
+                       size: tuple[float, float, float] | None,
                        settings: DictConfig) -> tuple[dict, list[Path]]:
     """Measure ``<out>/labels`` into ``<stem>_morpho.*`` beside ``out`` with the analysis
     ``settings`` (``bone-predict``'s ``morpho_settings``, the ``morphometry`` group)."""
     stem = out.name[:-len(".zarr")] if out.name.endswith(".zarr") else out.name
-    classes = len(report.get("class_fractions") or {}) or None
+    classes = len(report.class_fractions or {}) or None
     cfg = OmegaConf.create({**OmegaConf.to_container(settings, resolve=True),
                             "out": str(out.parent), "name": f"{stem}_morpho"})
     if classes:
@@ -70,31 +72,31 @@ def measure_prediction(out: Path, report: dict, size: tuple[float, float, float]
     return morpho.measure(cfg, {"": labels}, size)
 
 
-def log_prediction(cfg: DictConfig, out: Path, report: dict,
+def log_prediction(cfg: DictConfig, out: Path, report: PredictionReport,
                    measured: tuple[dict, list[Path]] | None) -> str:
     """One MLflow run ``predict-<name>``: the report's figures (``predict/...``), the measures
     (``morpho/...``), the inputs as parameters, ``report.json``, the summary PNG and the
     morphometry files."""
-    metrics = {f"predict/{k}": float(report[k]) for k in REPORT_METRICS
-               if report.get(k) is not None}
-    if report.get("confidence", {}).get("mean") is not None:
-        metrics["predict/confidence_mean"] = float(report["confidence"]["mean"])
-    check = report.get("check") or {}
+    metrics = {f"predict/{k}": float(getattr(report, k)) for k in REPORT_METRICS
+               if getattr(report, k) is not None}
+    if (report.confidence or {}).get("mean") is not None:
+        metrics["predict/confidence_mean"] = float(report.confidence["mean"])
+    check = report.check or {}
     if check.get("score") is not None:  # the per-scan check: its score, verdict and figures
         metrics["check/score"] = float(check["score"])
         metrics["check/flagged"] = float(check["verdict"] == "check")
         metrics.update({f"check/{k}": float(v) for k, v in check["figures"].items()
                         if v is not None})
-    files = [out / "report.json", *([Path(report["summary"])] if report.get("summary") else [])]
+    files = [out / "report.json", *([Path(report.summary)] if report.summary else [])]
     if measured is not None:
         metrics.update(measure_metrics(measured[0]))
         files += measured[1]
-    members = report["weights"] if isinstance(report["weights"], list) else [report["weights"]]
+    members = report.weights if isinstance(report.weights, list) else [report.weights]
     params = {"weights": ",".join(str(Path(w).resolve()) for w in members),
               "scan": str(cfg.scan),
               "out": str(out.resolve()), "morpho": bool(cfg.morpho),
-              **{k: report["settings"][k] for k in ("overlap", "blending", "threshold")}}
+              **{k: report.settings[k] for k in ("overlap", "blending", "threshold")}}
     run_id = log_run(metrics, cfg.logger.tracking_uri, cfg.logger.experiment_name, app="predict",
-                     run_name=f"predict-{report['name']}", params=params, artifacts=files)
+                     run_name=f"predict-{report.name}", params=params, artifacts=files)
     log.info("logged to MLflow run %s at %s", run_id, cfg.logger.tracking_uri)
     return run_id

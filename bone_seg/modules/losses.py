@@ -152,8 +152,7 @@ def build_loss(name: str = DEFAULT_LOSS, **options: Any) -> SegmentationLoss:
     """Build a registered loss.
 
     Args:
-        name: ``jaccard`` (default), ``dice``, ``focal``, ``tversky``, ``focal_tversky``,
-            ``lovasz`` or ``ce``.
+        name: a name of :data:`LOSSES` (:func:`loss_names`; ``jaccard`` by default).
         **options: loss options (``alpha``, ``beta``, ``gamma``, ``smooth``, ``class_weights``,
             ``ignore_index`` — a class left out like unlabelled voxels, ...); None values keep
             the defaults.
@@ -187,8 +186,39 @@ def build_loss(name: str = DEFAULT_LOSS, **options: Any) -> SegmentationLoss:
     return SegmentationLoss(key, merged, loss)
 
 
+def build_target_loss(target: str, **options: Any) -> SegmentationLoss:
+    """A loss of a class path (``model.loss._target_``), called with ``options``.
+
+    The class (any ``nn.Module`` whose ``forward(logits, target)`` takes float logits
+    ``(B, C, *spatial)`` and class indices ``(B, *spatial)``; a module-level function is refused:
+    Lightning checkpoints its config, not its code) is wrapped like the registered losses, so
+    unlabelled voxels are left out exactly. Options with a null value are dropped (the config's
+    null placeholders of the registered losses).
+
+    Raises:
+        BoneSegError: the class cannot be imported, is not a module class, or refuses the
+            options.
+    """
+    from bone_seg.networks.target import call, locate
+
+    key = f"model.loss._target_={target}"
+    cls = locate(target, "model.loss._target_")
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise BoneSegError(f"{key} is not a torch.nn.Module class (a loss with "
+                           "forward(logits, target))")
+    given = {k: v for k, v in options.items() if v is not None}
+    loss = call(cls, {k: v for k, v in given.items() if k != "ignore_index"}, key)
+    return SegmentationLoss(target, given, loss)
+
+
 def build_loss_from_config(cfg: Mapping[str, Any] | None) -> SegmentationLoss:
-    """Build the loss of a ``model.loss`` config: ``{"name": ..., <options>}``."""
+    """Build the loss of a ``model.loss`` config: ``{"name": ..., <options>}``, or
+    ``{"_target_": <class path>, <arguments>}`` (:func:`build_target_loss`)."""
     cfg = dict(cfg or {})
+    cfg.pop("_partial_", None)  # accepted: the loss is always built here
+    target = cfg.pop("_target_", None)
+    if target is not None:
+        cfg.pop("name", None)
+        return build_target_loss(target, **cfg)
     name = cfg.pop("name", DEFAULT_LOSS) or DEFAULT_LOSS
     return build_loss(name, **cfg)

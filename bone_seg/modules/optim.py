@@ -14,6 +14,15 @@ Schedules:
 - ``cosine_restarts``: :class:`~torch.optim.lr_scheduler.CosineAnnealingWarmRestarts` with
   ``T_0`` (epochs, or steps with ``interval: step``) and ``T_mult``, down to ``eta_min``.
 - ``none``: constant learning rate.
+
+Either may instead be a class path with its arguments, as lightning-hydra-template writes them
+(``_partial_: true`` is accepted and implied: the parameters, the optimiser, are added here)::
+
+    optimizer: {_target_: torch.optim.RAdam, lr: 1.0e-3}
+    scheduler: {_target_: torch.optim.lr_scheduler.StepLR, step_size: 5, interval: epoch}
+
+A scheduler's ``interval`` (``epoch`` | ``step``) is Lightning's, not the class's; its null
+options are dropped (the registered names' placeholders of the config).
 """
 
 from __future__ import annotations
@@ -49,6 +58,41 @@ def _name(cfg: Mapping[str, Any], valid: Iterable[str], key: str, default: str) 
     return name
 
 
+def _plain(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of a config, without the ``_target_``/``_partial_`` placeholders when unset."""
+    cfg = dict(cfg or {})
+    if cfg.get("_target_") is None:
+        cfg.pop("_target_", None)
+        cfg.pop("_partial_", None)
+    return cfg
+
+
+def _target(cfg: Mapping[str, Any], key: str, first: Any, ignorable: Iterable[str]) -> Any:
+    """``<_target_ class>(first, **options)`` of a config.
+
+    Null options and ``name`` are dropped, and so are the keys of the registered names
+    (``ignorable``: the config's defaults, e.g. ``momentum``) that the class does not take, as
+    for the names; any other key the class does not take is refused by it.
+    """
+    import inspect
+
+    from bone_seg.networks.target import call, locate
+
+    target = cfg["_target_"]
+    factory = locate(target, f"{key}._target_")
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        params = {}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    options = {k: v for k, v in cfg.items()
+               if k not in ("_target_", "_partial_", "name") and v is not None
+               and (takes_any or k in params or k not in set(ignorable))}
+    if isinstance(options.get("betas"), list):
+        options["betas"] = tuple(float(b) for b in options["betas"])
+    return call(factory, options, f"{key}._target_={target}", first)
+
+
 def build_optimizer(params: Iterable[torch.nn.Parameter],
                     cfg: Mapping[str, Any] | None) -> Optimizer:
     """The optimiser of a ``model.optimizer`` config over ``params``.
@@ -56,7 +100,13 @@ def build_optimizer(params: Iterable[torch.nn.Parameter],
     Raises:
         BoneSegError: unknown name or key, or values torch refuses.
     """
-    cfg = dict(cfg or {})
+    cfg = _plain(cfg)
+    params = [p for p in params if p.requires_grad]
+    if not params:
+        raise BoneSegError("model.optimizer: no trainable parameters (is everything frozen?)")
+    if cfg.get("_target_") is not None:
+        every = {k for _, keys in OPTIMIZERS.values() for k in keys}
+        return _target(cfg, "model.optimizer", params, every)
     name = _name(cfg, OPTIMIZERS, "model.optimizer", "adam")
     cls, used = OPTIMIZERS[name]
     every = {"name"} | {k for _, keys in OPTIMIZERS.values() for k in keys}
@@ -67,9 +117,6 @@ def build_optimizer(params: Iterable[torch.nn.Parameter],
     options = {k: cfg[k] for k in used if cfg.get(k) is not None}
     if "betas" in options:
         options["betas"] = tuple(float(b) for b in options["betas"])
-    params = [p for p in params if p.requires_grad]
-    if not params:
-        raise BoneSegError("model.optimizer: no trainable parameters (is everything frozen?)")
     try:
         return cls(params, **options)
     except (ValueError, TypeError) as err:
@@ -94,7 +141,14 @@ def build_scheduler(
     Raises:
         BoneSegError: unknown name/key/interval, or no length to derive ``T_max`` from.
     """
-    cfg = dict(cfg or {})
+    cfg = _plain(cfg)
+    if cfg.get("_target_") is not None:
+        interval = str(cfg.pop("interval", None) or "epoch").lower()
+        if interval not in INTERVALS:
+            raise BoneSegError(f"model.scheduler.interval={interval!r}; valid: "
+                               f"{', '.join(INTERVALS)}")
+        scheduler = _target(cfg, "model.scheduler", optimizer, SCHEDULER_KEYS)
+        return {"scheduler": scheduler, "interval": interval, "frequency": 1}
     unknown = sorted(set(cfg) - set(SCHEDULER_KEYS))
     if unknown:
         raise BoneSegError(f"model.scheduler has unknown key(s) {unknown}; valid: "

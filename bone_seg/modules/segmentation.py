@@ -53,13 +53,13 @@ from torchmetrics.classification import MulticlassF1Score, MulticlassJaccardInde
 
 from bone_seg.classes import UNLABELLED, default_class_names
 from bone_seg.errors import BoneSegError
-from bone_seg.modules.losses import build_loss_from_config
+from bone_seg.modules.losses import DEFAULT_LOSS, build_loss_from_config
 from bone_seg.modules.optim import build_optimizer, build_scheduler
 from bone_seg.networks import registry
+from bone_seg.networks.config import NetConfig, read_net_config
 from bone_seg.tracking import records
-from bone_seg.weights.network import create_net
+from bone_seg.weights.network import net_from_config
 
-NET_KEYS = ("arch", "encoder", "weights", "freeze_encoder", "adapt_heads")
 DEFAULT_NET = {"arch": "unet", "encoder": "resnet18", "weights": None}
 STAGES = ("train", "val")
 
@@ -85,13 +85,15 @@ class SegmentationModule(pl.LightningModule):
 
     Args:
         net: ``arch``, ``encoder``, ``weights`` (null | imagenet | a weights file),
-            ``freeze_encoder``, ``adapt_heads``, plus any extra smp keyword argument.
-        loss: ``name`` (``jaccard``, ``dice``, ``focal``, ``tversky``, ``focal_tversky``,
-            ``lovasz``, ``ce``) and its options.
-        optimizer: ``name`` (``adam``, ``adamw``, ``sgd``), ``lr``, ``weight_decay``, ``betas``,
-            ``momentum``, ``nesterov``.
-        scheduler: ``name`` (``cosine``, ``cosine_restarts``, ``none``), ``eta_min``,
-            ``interval``, ``T_max``, ``T_0``, ``T_mult``.
+            ``freeze_encoder``, ``adapt_heads``, plus any extra smp keyword argument; or
+            ``_target_`` (a network class path), its arguments and ``size_multiple``
+            (:mod:`bone_seg.networks.config`).
+        loss: ``name`` (:func:`bone_seg.modules.losses.loss_names`) and its options, or
+            ``_target_`` (a loss class path) and its arguments.
+        optimizer: ``name`` (:data:`bone_seg.modules.optim.OPTIMIZERS`) and its options, or
+            ``_target_`` (a ``torch.optim.Optimizer`` class path) and its arguments.
+        scheduler: ``name`` (:data:`bone_seg.modules.optim.SCHEDULERS`) and its options, or
+            ``_target_`` (a ``torch.optim.lr_scheduler`` class path) and its arguments.
         mode: ``2d``, ``2.5d`` or ``3d``.
         in_channels: input channels (1; k slices in 2.5D).
         num_classes: number of classes.
@@ -120,7 +122,7 @@ class SegmentationModule(pl.LightningModule):
         super().__init__()
         # plain values first: save_hyperparameters reads these locals
         net = {**DEFAULT_NET, **plain(net or {})}
-        loss = plain(loss or {"name": "jaccard"})
+        loss = plain(loss or {"name": DEFAULT_LOSS})
         optimizer = plain(optimizer or {"name": "adam", "lr": 1e-3})
         scheduler = plain(scheduler or {"name": "cosine"})
         mode = registry.check_mode(mode)
@@ -140,23 +142,21 @@ class SegmentationModule(pl.LightningModule):
         self.configure_metrics()
 
     # ------------------------------------------------------------------ set-up
+    def net_config(self) -> NetConfig:
+        """``hparams.net`` read (:func:`bone_seg.networks.config.read_net_config`)."""
+        return read_net_config(self.hparams.net)
+
     def net_kwargs(self) -> dict[str, Any]:
-        """The extra smp keyword arguments of ``net`` (everything but our own keys)."""
-        return {k: v for k, v in self.hparams.net.items() if k not in NET_KEYS}
+        """The extra keyword arguments of ``net`` (smp's, or the ``_target_`` class's)."""
+        return dict(self.net_config().kwargs)
 
     def configure_models(self) -> None:
-        """Build ``self.net`` from ``hparams.net`` (factory: smp or smp-3d)."""
-        cfg = self.hparams.net
-        self.net = create_net(
-            cfg["arch"],
-            cfg["encoder"],
+        """Build ``self.net`` from ``hparams.net`` (smp names or a ``_target_`` class)."""
+        self.net = net_from_config(
+            self.net_config(),
             mode=self.hparams.mode,
             in_channels=self.hparams.in_channels,
             num_classes=self.hparams.num_classes,
-            weights=cfg.get("weights"),
-            freeze_encoder=bool(cfg.get("freeze_encoder", False)),
-            adapt_heads=bool(cfg.get("adapt_heads", False)),
-            **self.net_kwargs(),
         ).to(memory_format=self.memory_format)
         # not a submodule: the checkpoint and the weights hold the plain network's keys only
         self.__dict__["_forward"] = torch.compile(self.net) if self.hparams.compile else self.net
@@ -334,13 +334,21 @@ class SegmentationModule(pl.LightningModule):
 
         Returns:
             ``arch``, ``encoder`` (smp's spelling), ``mode``, ``in_channels``, ``slices``,
-            ``num_classes``, ``class_names`` and ``net_kwargs``.
+            ``num_classes``, ``class_names`` and ``net_kwargs``; a ``_target_`` network also
+            ``net_target`` (its class path; ``arch``/``encoder`` from
+            :meth:`~bone_seg.networks.config.NetConfig.names`).
         """
         mode = self.hparams.mode
         in_channels = int(self.hparams.in_channels)
+        cfg = self.net_config()
+        arch, encoder = cfg.names()
+        if cfg.target is None:
+            arch, encoder = registry.resolve_arch(arch, mode), registry.resolve_encoder(encoder,
+                                                                                         mode)
         return {
-            "arch": registry.resolve_arch(self.hparams.net["arch"], mode),
-            "encoder": registry.resolve_encoder(self.hparams.net["encoder"], mode),
+            **({} if cfg.target is None else {"net_target": cfg.target}),
+            "arch": arch,
+            "encoder": encoder,
             "mode": mode,
             "in_channels": in_channels,
             "slices": in_channels if mode == "2.5d" else 1,

@@ -32,7 +32,7 @@ log = logging.getLogger("bone_seg.fit")
 
 #: config keys that are plumbing, not settings of the experiment, or are recorded otherwise (the
 #: store as the dataset input, sweep and experiment as tags): never parameters
-PLUMBING_NAMES = ("_target_", "_convert_", "_partial_")
+PLUMBING_NAMES = ("_target_", "_convert_", "_partial_", "_recursive_")
 PLUMBING_KEYS = ("trainer.default_root_dir", "data.store", "sweep", "experiment_name",
                  "publish_to")
 PLUMBING_PREFIXES = ("paths.", "logger.", "callbacks.", "hydra.", "grid_points.", "dims_batch.")

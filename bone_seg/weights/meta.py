@@ -27,7 +27,7 @@ MODES = ("2d", "2.5d", "3d")
 NORMALIZATIONS = ("zscore", "minmax")
 STATS_POLICIES = ("positive", "all")
 SPLITS = ("train", "val", "test")
-OPTIONAL_FIELDS = ("calibration", "quality_profile")  # left out of the JSON when None
+OPTIONAL_FIELDS = ("calibration", "quality_profile", "net_target")  # left out of the JSON when None
 
 
 _PACKAGES = {
@@ -88,7 +88,13 @@ class WeightsMeta:
         normalization: ``zscore`` or ``minmax`` (per scan).
         stats_policy: statistics over voxels > 0 (``positive``, as BONe) or ``all`` voxels.
         clip_range: ``(low, high)`` intensities are clipped to after normalisation, or None.
-        net_kwargs: extra keyword arguments the network was built with (e.g. ``strides``).
+        net_kwargs: extra keyword arguments the network was built with (e.g. ``strides``);
+            of a ``net_target`` network: its constructor's arguments (channels and classes
+            excluded).
+        net_target: the class path of a network given by ``model.net._target_`` (``arch`` is
+            then its lower-case class name, ``encoder`` ``none``); None for smp networks, and
+            then left out of the JSON (files of smp networks read as before, by older versions
+            too). Loading imports the class and calls it with ``net_kwargs``: never unpickled.
         config: the resolved configuration of the fit (plain JSON).
         versions: library versions at fitting time (bone_seg, torch, smp, smp_3d, python).
         best_epoch: the epoch whose weights these are, counted from 0 (Lightning's
@@ -122,6 +128,7 @@ class WeightsMeta:
     stats_policy: str = "positive"
     clip_range: tuple[float, float] | None = None
     net_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    net_target: str | None = None
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     versions: dict[str, str] = dataclasses.field(default_factory=current_versions)
     best_epoch: int | None = None
@@ -196,6 +203,10 @@ class WeightsMeta:
             if not isinstance(value, str) or not value:
                 raise BoneSegError(f"weights metadata {name} must be a non-empty string, "
                                    f"got {value!r}")
+        if self.net_target is not None and (not isinstance(self.net_target, str)
+                                            or "." not in self.net_target):
+            raise BoneSegError(f"weights metadata net_target={self.net_target!r} must be the "
+                               "dotted path of a network class, or null")
         self._check_choice("mode", MODES)
         self._check_choice("normalization", NORMALIZATIONS)
         self._check_choice("stats_policy", STATS_POLICIES)

@@ -4,7 +4,13 @@ One call, like smp's own ``create_model``::
 
     net = create_net("unet", "resnet18", mode="2d", in_channels=1, num_classes=3,
                      weights="imagenet")
+    net = net_from_config(read_net_config(cfg.model.net), mode="2d", in_channels=1,
+                          num_classes=3)            # the one builder of a model.net config
     net, meta = load_net("best.safetensors")   # the network a weights file describes
+
+A network given by class path (``model.net._target_``, :mod:`bone_seg.networks.target`) is
+built from its path and JSON arguments, with random weights or those of a weights file (a
+pretrained name is smp's only).
 
 ``weights`` is ``None`` (random), a pretrained name such as ``imagenet`` (from the local cache
 only, see :mod:`bone_seg.networks.pretrained`), or the path of a weights file (ours or BONe's)
@@ -22,7 +28,9 @@ from torch import nn
 
 from bone_seg.errors import BoneSegError
 from bone_seg.networks import pretrained
+from bone_seg.networks.config import NetConfig
 from bone_seg.networks.factory import build_net, freeze_encoder_of, load_state_into, resolve_spec
+from bone_seg.networks.target import TargetNet
 from bone_seg.weights import cache
 from bone_seg.weights.detect import load_any_weights
 from bone_seg.weights.meta import WeightsMeta
@@ -83,6 +91,44 @@ def create_net(arch: str = "unet", encoder: str = "resnet18", *, mode: str = "2d
     return net
 
 
+def net_from_config(cfg: NetConfig, *, mode: str, in_channels: int,
+                    num_classes: int) -> nn.Module:
+    """The network a ``model.net`` config asks for (smp names or a class path), with its
+    starting weights; the one builder every caller goes through.
+
+    Raises:
+        BoneSegError: as :func:`create_net`; for a class path also an import that fails,
+            arguments the class refuses, or a pretrained name (smp networks only).
+    """
+    if cfg.target is None:
+        return create_net(cfg.arch, cfg.encoder, mode=mode, in_channels=in_channels,
+                          num_classes=num_classes, weights=cfg.weights,
+                          freeze_encoder=cfg.freeze_encoder, adapt_heads=cfg.adapt_heads,
+                          **cfg.kwargs)
+    net = cfg.target_net(in_channels, num_classes).build()
+    weights = cfg.weights
+    if not pretrained.is_random(weights):
+        file = Path(str(weights)).expanduser()
+        if not file.is_file():
+            raise BoneSegError(f"model.net.weights={weights!r}: a network given by "
+                               f"model.net._target_ starts from random weights (null) or a "
+                               "weights file; no such file")
+        state, meta = load_any_weights(file)
+        load_state_into(net, state, source=str(file), meta=meta, adapt_heads=cfg.adapt_heads)
+    if cfg.freeze_encoder:
+        freeze_encoder_of(net)
+    return net
+
+
+def net_for_meta(meta: WeightsMeta) -> nn.Module:
+    """A network of the kind a weights file's metadata describes (random weights)."""
+    if meta.net_target is not None:
+        return TargetNet(meta.net_target, meta.in_channels, meta.num_classes,
+                         meta.net_kwargs).build()
+    return create_net(meta.arch, meta.encoder, mode=meta.mode, in_channels=meta.in_channels,
+                      num_classes=meta.num_classes, **meta.net_kwargs)
+
+
 def _looks_like_path(weights: Any) -> bool:
     text = str(weights)
     return isinstance(weights, os.PathLike) or os.sep in text or "/" in text or \
@@ -99,7 +145,6 @@ def load_net(path: str | os.PathLike) -> tuple[nn.Module, WeightsMeta]:
         BoneSegError: unreadable file, or weights that do not fit the network it describes.
     """
     state, meta = load_any_weights(path)
-    net = create_net(meta.arch, meta.encoder, mode=meta.mode, in_channels=meta.in_channels,
-                     num_classes=meta.num_classes, **meta.net_kwargs)
+    net = net_for_meta(meta)
     load_state_into(net, state, source=str(path), meta=meta)
     return net.eval(), meta

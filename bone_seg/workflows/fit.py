@@ -50,12 +50,15 @@ def set_reproducibility(seed: int, repro: bool) -> None:
 
 def run_tags(cfg: DictConfig, datamodule: Any) -> dict[str, Any]:
     """The MLflow tags of the run (docs/development.md, "MLflow records of a fit")."""
+    from bone_seg.networks.config import read_net_config
+
+    arch, encoder = read_net_config(cfg.model.net).names()
     return {
         records.SWEEP_TAG: cfg.sweep,
         "fold": cfg.data.get("test_fold"),
         "seed": cfg.seed,
-        "arch": cfg.model.net.arch,
-        "encoder": cfg.model.net.encoder,
+        "arch": arch,
+        "encoder": encoder,
         "patch_size": cfg.data.patch_size,
         "mode": datamodule.mode,
         "experiment": cfg.experiment_name,
@@ -82,11 +85,16 @@ def resolve_start_weights(cfg: DictConfig) -> None:
 def check_patch_size(net: DictConfig, datamodule: Any) -> None:
     """Refuse a ``data.patch_size`` (and ``data.patch_depth`` in 3D) that the network
     ``model.net`` cannot take, naming the nearest valid sizes (:mod:`bone_seg.networks.sizes`)."""
+    from bone_seg.networks.config import read_net_config
     from bone_seg.networks.sizes import validate_patch_size
 
+    depth = datamodule.patch_depth if datamodule.mode == "3d" else None
+    config = read_net_config(net)
+    if config.target is not None:  # model.net.size_multiple decides
+        config.check_size(datamodule.patch_size, depth)
+        return
     strides = net.get("strides")
     extra = {"strides": [list(s) for s in strides]} if strides is not None else {}
-    depth = datamodule.patch_depth if datamodule.mode == "3d" else None
     validate_patch_size(net.arch, net.encoder or "resnet18", datamodule.patch_size,
                         datamodule.mode, depth, in_channels=datamodule.in_channels,
                         what="data.patch_size", depth_what="data.patch_depth", **extra)

@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, ListConfig, open_dict
 
 from bone_seg.errors import BoneSegError
-from bone_seg.inference import PredictSettings, predict_scan
+from bone_seg.inference import PredictionReport, PredictSettings, predict_scan
 from bone_seg.inference.quality import log_line as quality_log_line
 from bone_seg.inference.scan import scan_name
 from bone_seg.inference.slabs import check_part
@@ -26,7 +26,7 @@ from bone_seg.measuring import predict_morpho
 log = logging.getLogger(__name__)
 
 
-def run(cfg: DictConfig) -> dict | list[dict]:
+def run(cfg: DictConfig) -> PredictionReport | list[PredictionReport]:
     """Predict a scan (or a list of scans) into Zarr groups (optionally TIFF too) and log the
     report's figures. ``part=i parts=n``: one scan's slabs, or a list's scans, shared by n jobs."""
     split = check_part(cfg.part, cfg.parts)
@@ -66,7 +66,7 @@ def _scan_list(value) -> list[str] | None:
     return scans
 
 
-def _predict_one(cfg: DictConfig, weights: list[str]) -> dict:
+def _predict_one(cfg: DictConfig, weights: list[str]) -> PredictionReport:
     """Predict ``cfg.scan`` (its part with ``part=``) and log what the report says."""
     # voxel_size=voxels: the morphometry in voxel units; the volumes keep the scan's own size
     settings = PredictSettings.from_config(
@@ -75,7 +75,7 @@ def _predict_one(cfg: DictConfig, weights: list[str]) -> dict:
     size = predict_morpho.voxel_size(cfg) if cfg.morpho else None  # refused before any work
     report = predict_scan(weights[0] if len(weights) == 1 else weights, str(cfg.scan), out,
                           store_path=cfg.store_path, settings=settings)
-    if "parts" in report and not report["completed_here"]:
+    if report.parts is not None and not report.completed_here:
         _log_part(report, out)
         return report
     _log_report(report, out, len(weights), cfg.threshold)
@@ -86,53 +86,53 @@ def _predict_one(cfg: DictConfig, weights: list[str]) -> dict:
     return report
 
 
-def _log_part(report: dict, out: Path) -> None:
+def _log_part(report: PredictionReport, out: Path) -> None:
     """A part that did not complete the output: what it wrote, what is left."""
     log.info("part %d of %d of %s: %d slab(s) predicted in %.1f s (%.3f Mvoxel/s); %s",
-             report["part"], report["parts"], out, report["slabs_predicted"],
-             report["wall_time_s"], (report["voxels_per_s"] or 0) / 1e6,
-             "the output was complete already" if report["complete"] else
-             f"{report['slabs_missing']} of {report['slabs']} slabs wait for the other parts "
+             report.part, report.parts, out, report.slabs_predicted,
+             report.wall_time_s, (report.voxels_per_s or 0) / 1e6,
+             "the output was complete already" if report.complete else
+             f"{report.slabs_missing} of {report.slabs} slabs wait for the other parts "
              "(the part that writes the last completes the output)")
 
 
-def _log_report(report: dict, out: Path, members: int, threshold: float) -> None:
+def _log_report(report: PredictionReport, out: Path, members: int, threshold: float) -> None:
     """The figures of a completed prediction."""
-    conf = report["confidence"]
-    voxel = report["voxel_size"]
-    if "parts" in report:
+    conf = report.confidence
+    voxel = report.voxel_size
+    if report.parts is not None:
         log.info("part %d of %d: %d slab(s) predicted; every part's slabs are written: "
-                 "completed the output", report["part"], report["parts"],
-                 report["slabs_predicted"])
+                 "completed the output", report.part, report.parts,
+                 report.slabs_predicted)
     log.info("labels: %s/labels (OME-Zarr, voxel %s; %s slabs, %s done before this run)", out,
-             f"{voxel} µm" if voxel else "size unknown, set voxel_size=<µm>", report["slabs"],
-             report["slabs_done_before"])
-    log.info("%.1f s, %.3f Mvoxel/s, peak RAM %.2f GB%s", report["wall_time_s"],
-             (report["voxels_per_s"] or 0) / 1e6, report["peak_rss_gb"] or 0,
-             f", peak VRAM {report['peak_vram_gb']:.2f} GB" if report["peak_vram_gb"] else "")
+             f"{voxel} µm" if voxel else "size unknown, set voxel_size=<µm>", report.slabs,
+             report.slabs_done_before)
+    log.info("%.1f s, %.3f Mvoxel/s, peak RAM %.2f GB%s", report.wall_time_s,
+             (report.voxels_per_s or 0) / 1e6, report.peak_rss_gb or 0,
+             f", peak VRAM {report.peak_vram_gb:.2f} GB" if report.peak_vram_gb else "")
     log.info("confidence: mean %.4f; %.3f%% of voxels reassigned to background (threshold %s)",
              conf["mean"] or 0, 100 * (conf["reassigned_to_background"] or 0), threshold)
-    if report["members_trained_on_scan"]:
+    if report.members_trained_on_scan:
         log.warning("%d of %d member(s) trained or validated on scan %s (not held out for "
-                    "them): %s", len(report["members_trained_on_scan"]), members,
-                    report["name"], ", ".join(report["members_trained_on_scan"]))
-    if members > 1 or report["tta"] != ["identity"]:
-        log.info("%d member(s) x %d TTA pass(es): %s", members, len(report["tta"]),
-                 ", ".join(report["tta"]))
-    for name, u in (report.get("uncertainty") or {}).items():
+                    "them): %s", len(report.members_trained_on_scan), members,
+                    report.name, ", ".join(report.members_trained_on_scan))
+    if members > 1 or report.tta != ["identity"]:
+        log.info("%d member(s) x %d TTA pass(es): %s", members, len(report.tta),
+                 ", ".join(report.tta))
+    for name, u in (report.uncertainty or {}).items():
         if name != "threshold":
             log.info("%s: mean %.4f; %.3f%% of voxels above %s (%s)", name, u["mean"] or 0,
-                     100 * (u["fraction_above"] or 0), report["uncertainty"]["threshold"],
+                     100 * (u["fraction_above"] or 0), report.uncertainty["threshold"],
                      out / name)
-    if report.get("check"):
-        check = report["check"]
+    if report.check:
+        check = report.check
         (log.warning if check.get("verdict") == "check" else log.info)(
-            "%s", quality_log_line(report["name"], check))
-    if report.get("suggestions"):
-        log.info("%s (%s)", log_line(report["suggestions"]), out / "suggestions.json")
-    if report["tiff"]:
-        log.info("TIFF: %s", report["tiff"])
-    log.info("report: %s; summary: %s", out / "report.json", report["summary"])
+            "%s", quality_log_line(report.name, check))
+    if report.suggestions:
+        log.info("%s (%s)", log_line(report.suggestions), out / "suggestions.json")
+    if report.tiff:
+        log.info("TIFF: %s", report.tiff)
+    log.info("report: %s; summary: %s", out / "report.json", report.summary)
 
 
 def weights_list(value) -> list[str]:

@@ -73,7 +73,7 @@ def test_resume_predicts_a_damaged_slab_again(tmp_path, caplog, image, how):
     out = tmp_path / "resumed.zarr"
     first = predict_scan(weights, str(tmp_path / "s.npy"), out,  # slabs 0 and 1 of 4, recorded
                          settings=PredictSettings(**settings, part=0, parts=2))
-    assert first["complete"] is False
+    assert first.complete is False
     chunk = out / image / "0" / "c" / "1" / "0" / "0"  # level 0 of slab 1
     _damage(chunk, how)
     with caplog.at_level(logging.WARNING, logger="bone_seg.inference.output"):
@@ -81,7 +81,7 @@ def test_resume_predicts_a_damaged_slab_again(tmp_path, caplog, image, how):
                               settings=PredictSettings(**settings))
     warned = [r.getMessage() for r in caplog.records if "damaged" in r.getMessage()]
     assert len(warned) == 1 and "slab 1 (slices 2..3)" in warned[0] and image in warned[0], warned
-    assert report["slabs_done_before"] == 1 and report["voxels_predicted"] == 6 * 48 * 40
+    assert report.slabs_done_before == 1 and report.voxels_predicted == 6 * 48 * 40
     assert is_complete(out)
     a, b = _arrays(clean), _arrays(out)
     assert a.keys() == b.keys() and len(a) == 4
@@ -101,5 +101,5 @@ def test_resume_keeps_sound_slabs(tmp_path):
                  settings=PredictSettings(**settings, part=0, parts=2))
     report = predict_scan(weights, str(tmp_path / "s.npy"), out,
                           settings=PredictSettings(**settings))
-    assert report["slabs_done_before"] == 2 and report["voxels_predicted"] == 4 * 48 * 40
+    assert report.slabs_done_before == 2 and report.voxels_predicted == 4 * 48 * 40
     shutil.rmtree(out)

@@ -15,7 +15,7 @@ import zarr
 from inference_helpers import save_model, scan, tiny_model
 
 from bone_seg.errors import BoneSegError
-from bone_seg.inference import Predictor, PredictSettings, predict_scan
+from bone_seg.inference import PredictionReport, Predictor, PredictSettings, predict_scan
 from bone_seg.inference.ensemble import load_ensemble
 from bone_seg.inference.tta import TRANSFORMS, augment, parse_tta, restore
 from bone_seg.weights.network import create_net
@@ -60,7 +60,7 @@ def test_ensemble_of_one_is_the_single_model(files, tmp_path):
         np.testing.assert_array_equal(_read(tmp_path / "e.zarr", name),
                                       _read(tmp_path / "s.zarr", name))
     assert _fingerprint(tmp_path / "e.zarr") == _fingerprint(tmp_path / "s.zarr")
-    assert report["weights"] == str(files["a"]) and report["tta"] == ["identity"]
+    assert report.weights == str(files["a"]) and report.tta == ["identity"]
 
 
 def test_ensemble_of_equal_members_swaps_weights_and_averages_exactly(files, tmp_path):
@@ -128,7 +128,7 @@ def test_ensemble_with_tta_repeatable_and_resumable(files, tmp_path):
     group.attrs["complete"] = False
     group["labels/segmentation/0"][4:8] = 7
     report = predict_scan(members, files["scan"], part, settings=settings)
-    assert report["slabs_done_before"] == 2
+    assert report.slabs_done_before == 2
     np.testing.assert_array_equal(_read(part), _read(full))
     fingerprint = _fingerprint(full)
     assert fingerprint["settings"]["tta"] == ["identity", "flip_x", "flip_y", "flip_xy"]
@@ -213,9 +213,9 @@ def test_command_line_ensemble_tta_uncertainty(files, tmp_path):
     proc = _command(tmp_path, f"weights=[{files['a']},{files['b']}]", f"scan={files['scan']}",
                     f"out={out}", "tta=[identity,flip_x]", "uncertainty=[entropy]")
     assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads((out / "report.json").read_text())
-    assert report["weights"] == [str(files["a"]), str(files["b"])]
-    assert report["tta"] == ["identity", "flip_x"]
+    report = PredictionReport.read(out / "report.json")  # the file, read as the record
+    assert report.weights == [str(files["a"]), str(files["b"])]
+    assert report.tta == ["identity", "flip_x"]
     text = proc.stdout + proc.stderr
     assert "2 member(s) x 2 TTA pass(es)" in text and "entropy: mean" in text
     bad = _command(tmp_path, f"weights=[{files['a']},{files['3d']}]", f"scan={files['scan']}",
@@ -240,6 +240,6 @@ def test_members_that_trained_on_a_store_scan_are_reported(files, tmp_path):
         meta, splits={"train": ["s0", "s1"], "val": [], "test": ["s2"]}))
     report = predict_scan([files["a"], seen], "s1", tmp_path / "p.zarr",
                           store_path=tmp_path / "store", settings=fast())
-    assert report["members_trained_on_scan"] == [str(seen)]
+    assert report.members_trained_on_scan == [str(seen)]
     report = predict_scan([files["a"], seen], files["scan"], tmp_path / "f.zarr", settings=fast())
-    assert report["members_trained_on_scan"] == []  # a file: no scan id to compare
+    assert report.members_trained_on_scan == []  # a file: no scan id to compare

@@ -93,7 +93,7 @@ def test_voxel_size_from_tiff_store_and_override(weights, tmp_path):
     out = tmp_path / "t.zarr"
     report = predict_scan(weights, str(tif), out, settings=PredictSettings(**FAST,
                                                                           confidence=True))
-    assert report["voxel_size"] == pytest.approx(5.0)
+    assert report.voxel_size == pytest.approx(5.0)
     conf = _nodes(out / "confidence")[0]
     assert conf.metadata["coordinateTransformations"][0][0]["scale"] == pytest.approx([5.0] * 3)
     assert open_volume(out / "labels").voxel_size == pytest.approx((5.0, 5.0, 5.0))
@@ -101,7 +101,7 @@ def test_voxel_size_from_tiff_store_and_override(weights, tmp_path):
 
     report = predict_scan(weights, str(tif), tmp_path / "o.zarr",
                           settings=PredictSettings(**FAST, voxel_size=7.5))
-    assert report["voxel_size"] == 7.5
+    assert report.voxel_size == 7.5
     assert json.loads((tmp_path / "o.zarr" / "zarr.json").read_text())[
         "attributes"]["bone_seg_prediction"]["voxel_size"] == 7.5
 
@@ -159,7 +159,7 @@ def test_label_tiffs_calibrated_with_range_and_lut(weights, tmp_path, fmt):
     tif = _calibrated_tiff(tmp_path / "scan.tif", scan((5, 40, 36)), 5.0)
     report = predict_scan(weights, str(tif), tmp_path / "p.zarr",
                           settings=PredictSettings(**FAST, tiff=fmt))
-    first = report["tiff"] if fmt == "multipage" else sorted(
+    first = report.tiff if fmt == "multipage" else sorted(
         (tmp_path / "p").glob("*.tif"))[0]
     ij, xres = _ij(first)
     assert ij["spacing"] == pytest.approx(5.0) and ij["unit"] == "um"
@@ -198,10 +198,10 @@ def test_summary_png_and_class_volumes(weights, tmp_path):
     tif = _calibrated_tiff(tmp_path / "scan.tif", scan((6, 40, 36)), 5.0)
     out = tmp_path / "p.zarr"
     report = predict_scan(weights, str(tif), out, settings=PredictSettings(**FAST))
-    assert report["summary"] == str(out / "summary.png")
+    assert report.summary == str(out / "summary.png")
     assert (out / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     labels = open_volume(out).read(0, 6)
-    counts = report["class_counts"]
+    counts = report.class_counts
     assert counts == {n: int((labels == i).sum()) for i, n in enumerate(counts)}
     rows = volume_rows(counts, 5.0)
     assert float(rows[1][2]) == pytest.approx(counts["bone"] * 125e-9, rel=1e-3)

@@ -59,7 +59,7 @@ def test_onnxruntime_is_bitwise_repeatable_and_agrees_with_torch(data, tmp_path)
     assert 0 < conf_diff.max() < 1e-3  # another kernel library: not bitwise, but close
     settings = json.loads((outs["ort"] / "report.json").read_text())["settings"]
     assert settings["engine"] == "onnxruntime" and settings["engine_threads"] >= 1
-    assert report["settings"]["engine"] == "onnxruntime"
+    assert report.settings["engine"] == "onnxruntime"
 
 
 def test_ensemble_tta_uncertainty_split_and_resume_equal_one_run(data, tmp_path):
@@ -81,7 +81,7 @@ def test_ensemble_tta_uncertainty_split_and_resume_equal_one_run(data, tmp_path)
     group.attrs["complete"] = False
     group["labels/segmentation/0"][2:4] = 7
     report = predict_scan(data["members"], data["scan"], resumed, settings=_settings(**kw))
-    assert report["slabs_done_before"] == 2
+    assert report.slabs_done_before == 2
     for out in (split, resumed):
         assert is_complete(out)
         for name in ("labels/segmentation", "confidence", "entropy", "mutual_information"):

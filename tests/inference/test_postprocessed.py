@@ -45,9 +45,9 @@ def test_the_rules_apply_to_the_whole_scan_and_readers_take_the_result(model, tm
     d = find_decisions(lambda a, b: raw[a:b], raw.shape, len(raw), s, 3)  # one slab: no borders
     np.testing.assert_array_equal(post, apply_decisions(raw, 0, d, s))
     assert (post != raw).any()
-    assert report["postprocess"]["voxels_changed"] == int((post != raw).sum())
-    assert report["class_counts"]["bone"] == int((post == 1).sum())
-    assert report["network_class_counts"]["bone"] == int((raw == 1).sum())
+    assert report.postprocess["voxels_changed"] == int((post != raw).sum())
+    assert report.class_counts["bone"] == int((post == 1).sum())
+    assert report.network_class_counts["bone"] == int((raw == 1).sum())
     np.testing.assert_array_equal(open_zarr_array(out)[:], post)       # what readers take
     level1 = zarr.open_group(str(out), mode="r")["labels/postprocessed/1"][:]
     np.testing.assert_array_equal(level1, post[::2, ::2, ::2])
@@ -70,10 +70,10 @@ def test_a_stopped_post_processing_continues_and_can_be_switched_off(model, tmp_
     zarr.open_group(str(out), mode="r+")["labels/postprocessed/0"][4:12] = 0
     report = predict_scan(weights, volume, out, settings=settings(postprocess=RULES))
     np.testing.assert_array_equal(_read(out, "postprocessed"), whole)
-    assert report["slabs_done_before"] == report["slabs"]    # the network was not run again
+    assert report.slabs_done_before == report.slabs    # the network was not run again
     stricter = {"min_bone_size": 10**6}      # no bone left
     report = predict_scan(weights, volume, out, settings=settings(postprocess=stricter))
-    assert report["postprocess"]["settings"]["min_bone_size"] == 10**6
+    assert report.postprocess["settings"]["min_bone_size"] == 10**6
     assert (_read(out, "segmentation") == 1).any() and not (_read(out, "postprocessed") == 1).any()
     predict_scan(weights, volume, out, settings=settings())
     group = zarr.open_group(str(out), mode="r")

@@ -81,16 +81,16 @@ def test_parts_one_after_another_equal_one_job_with_ensemble_and_tta(members, tm
         if part != 1:
             assert not is_complete(split) and not (split / "report.json").exists()
             assert not (tmp_path / "split.tif").exists()
-            assert reports[-1]["complete"] is False and reports[-1]["slabs_missing"] > 0
-    assert [r["slabs_predicted"] for r in reports] == [1, 2, 1]  # 7 slices: 4 slabs
-    assert [r["completed_here"] for r in reports] == [False, False, True]
-    assert is_complete(split) and reports[-1]["complete"] is True
+            assert reports[-1].complete is False and reports[-1].slabs_missing > 0
+    assert [r.slabs_predicted for r in reports] == [1, 2, 1]  # 7 slices: 4 slabs
+    assert [r.completed_here for r in reports] == [False, False, True]
+    assert is_complete(split) and reports[-1].complete is True
     _assert_same_output(single, split)
     np.testing.assert_array_equal(tifffile.imread(tmp_path / "split.tif"),
                                   tifffile.imread(tmp_path / "single.tif"))
     again = predict_scan(members["weights"], members["scan"], split,
                          settings=PredictSettings(**settings, part=0, parts=3))
-    assert again["slabs_predicted"] == 0 and again["complete"] and not again["completed_here"]
+    assert again.slabs_predicted == 0 and again.complete and not again.completed_here
 
 
 def _cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -140,11 +140,11 @@ def test_a_list_of_scans_is_shared_as_whole_scans(members, tmp_path):
     common = [f"weights={members['weights'][0]}", f"scan=[{','.join(names)}]", "slab_depth=2",
               f"paths.root={tmp_path / 'root'}", f"predictions={pred}"]
     reports = run(compose_config("predict", [*common, "part=0", "parts=2"]))
-    assert [r["name"] for r in reports] == ["v0", "v2"]
+    assert [r.name for r in reports] == ["v0", "v2"]
     assert [is_complete(pred / f"v{i}.zarr") for i in (0, 2)] == [True, True]
     assert not (pred / "v1.zarr").exists()
     (one,) = run(compose_config("predict", [*common, "part=1", "parts=2"]))
-    assert one["name"] == "v1" and is_complete(pred / "v1.zarr")
+    assert one.name == "v1" and is_complete(pred / "v1.zarr")
     assert run(compose_config("predict", [*common, "part=3", "parts=4"])) == []
     with pytest.raises(BoneSegError, match="leave out=null"):
         run(compose_config("predict", [*common, f"out={tmp_path / 'one.zarr'}"]))

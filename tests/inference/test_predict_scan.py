@@ -56,13 +56,13 @@ def test_modes_predict_and_report(weights, tmp_path, mode):
     conf = zarr.open_group(str(out), mode="r")["confidence/0"][:]
     assert labels.shape == shape and labels.dtype == np.uint8 and labels.max() <= 2
     assert is_complete(out)
-    assert report["voxels"] == labels.size == sum(report["confidence"]["histogram"])
-    assert report["confidence"]["mean"] == pytest.approx(float(conf.astype(np.float64).mean()))
-    assert 0 <= report["confidence"]["reassigned_to_background"] <= 1
-    assert report["wall_time_s"] > 0 and report["voxels_per_s"] > 0
-    assert report["peak_rss_gb"] > 0 and report["peak_vram_gb"] is None
+    assert report.voxels == labels.size == sum(report.confidence["histogram"])
+    assert report.confidence["mean"] == pytest.approx(float(conf.astype(np.float64).mean()))
+    assert 0 <= report.confidence["reassigned_to_background"] <= 1
+    assert report.wall_time_s > 0 and report.voxels_per_s > 0
+    assert report.peak_rss_gb > 0 and report.peak_vram_gb is None
     assert json.loads((out / "report.json").read_text())["shape"] == list(shape)
-    frac = report["class_fractions"]
+    frac = report.class_fractions
     assert frac["bone"] == pytest.approx(np.mean(labels == 1))
 
 
@@ -106,14 +106,14 @@ def test_bone_layout_weights_predict_like_ours(tmp_path):
     a = predict_scan(ours, str(tmp_path / "scan.npy"), tmp_path / "a.zarr", settings=fast())
     b = predict_scan(bone, str(tmp_path / "scan.npy"), tmp_path / "b.zarr", settings=fast())
     np.testing.assert_array_equal(_labels(tmp_path / "a.zarr"), _labels(tmp_path / "b.zarr"))
-    assert a["class_fractions"] == b["class_fractions"]
+    assert a.class_fractions == b.class_fractions
 
 
 def test_in_process_model_and_array(tmp_path):
     net, meta = tiny_model("2d")
     vol = scan((4, 40, 40))
     report = predict_scan((net, meta), vol, tmp_path / "p.zarr", settings=fast())
-    assert report["shape"] == [4, 40, 40] and is_complete(tmp_path / "p.zarr")
+    assert report.shape == [4, 40, 40] and is_complete(tmp_path / "p.zarr")
 
 
 def test_resume_continues_from_recorded_slabs(weights, tmp_path):
@@ -135,10 +135,10 @@ def test_resume_continues_from_recorded_slabs(weights, tmp_path):
     group["labels/segmentation/0"][12:14] = 7
     assert not is_complete(part)
     report = predict_scan(weights["3d"], src, part, settings=fast())
-    assert report["slabs_done_before"] == 2 and report["voxels_predicted"] == 6 * 40 * 36
+    assert report.slabs_done_before == 2 and report.voxels_predicted == 6 * 40 * 36
     np.testing.assert_array_equal(_labels(part), _labels(full))
     assert is_complete(part)
-    assert report["confidence"]["mean"] == pytest.approx(
+    assert report.confidence["mean"] == pytest.approx(
         json.loads((full / "report.json").read_text())["confidence"]["mean"], rel=0, abs=0)
 
 
@@ -202,7 +202,7 @@ def test_scan_smaller_than_window_and_tiff_export(weights, tmp_path):
     report = predict_scan(weights["3d"], str(tmp_path / "tiny.npy"), out,
                           settings=fast(tiff="multipage"))
     assert _labels(out).shape == (3, 12, 20)
-    np.testing.assert_array_equal(tifffile.imread(report["tiff"]), _labels(out))
+    np.testing.assert_array_equal(tifffile.imread(report.tiff), _labels(out))
     predict_scan(weights["2d"], str(tmp_path / "tiny.npy"), tmp_path / "t2.zarr",
                  settings=fast(tiff="folder"))
     assert len(list((tmp_path / "t2").glob("*.tif"))) == 3
@@ -214,9 +214,9 @@ def test_two_workers_share_the_slabs_identically(weights, tmp_path):
     src = str(tmp_path / "scan.npy")
     one = predict_scan(weights["3d"], src, tmp_path / "one.zarr", settings=fast(device="cpu"))
     two = predict_scan(weights["3d"], src, tmp_path / "two.zarr", settings=fast(device="cpu,cpu"))
-    assert two["devices"] == ["cpu", "cpu"]
+    assert two.devices == ["cpu", "cpu"]
     np.testing.assert_array_equal(_labels(tmp_path / "one.zarr"), _labels(tmp_path / "two.zarr"))
-    assert one["confidence"] == two["confidence"]
+    assert one.confidence == two.confidence
 
 
 def test_auto_batch_size_follows_free_memory(monkeypatch):
@@ -245,6 +245,6 @@ def test_cli_config_default_output_and_auto_batch(weights, store, tmp_path):
                                      "slab_depth=4", "tiff=multipage"])
     report = run(cfg)
     out = tmp_path / "predictions" / "s2.zarr"
-    assert report["out"] == str(out) and is_complete(out)
-    assert report["batch_size"] % report["micro_batch"] == 0
+    assert report.out == str(out) and is_complete(out)
+    assert report.batch_size % report.micro_batch == 0
     assert (tmp_path / "predictions" / "s2.tif").exists()

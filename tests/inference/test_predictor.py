@@ -87,3 +87,23 @@ def test_reruns_identical(model):
     b = Predictor(net, meta, blending="constant", overlap=0.5, batch_size=5).predict_array(vol)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_the_settings_object_is_what_the_predictor_follows(model):
+    from bone_seg.errors import BoneSegError
+    from bone_seg.inference.settings import PredictSettings
+
+    mode, net, meta = model
+    vol = _volume(MODES[mode])
+    settings = PredictSettings(blending="constant", overlap=0.5, threshold=0.6, batch_size=4,
+                               fold_bn=False)
+    pred = Predictor(net, meta, settings)
+    assert pred.settings is settings and (pred.blending, pred.overlap, pred.batch) == (
+        "constant", 0.5, 4)
+    by_keyword = Predictor(net, meta, blending="constant", overlap=0.5, threshold=0.6,
+                           batch_size=4)
+    for a, b in zip(pred.predict_array(vol), by_keyword.predict_array(vol), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert Predictor(net, meta, settings, overlap=0.25).overlap == 0.25  # a change on top
+    with pytest.raises(BoneSegError, match=r"Predictor has no setting\(s\) \['overlapp'\]"):
+        Predictor(net, meta, overlapp=0.5)

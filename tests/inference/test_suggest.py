@@ -174,7 +174,7 @@ def test_end_to_end_files_points_repeatable_and_exact(model, tmp_path):
     for name in FILES:
         assert (out / name).is_file(), name
     result = json.loads((out / "suggestions.json").read_text())
-    assert report["suggestions"] == result and result["found"] == 3
+    assert report.suggestions == result and result["found"] == 3
     assert result["measure"] == "entropy" and result["within"] == "slice"
     points = _napari_points(out / "suggestions_points.csv")
     assert points.shape == (3, 3)
@@ -214,7 +214,7 @@ def test_a_3d_model_suggests_slabs_of_its_patch_depth(tmp_path):
     np.save(tmp_path / "scan.npy", scan((20, 40, 36)))
     report = predict_scan(str(weights), str(tmp_path / "scan.npy"), tmp_path / "p.zarr",
                           settings=PredictSettings(**BASE, suggest=3))
-    result = report["suggestions"]
+    result = report.suggestions
     assert result["unit"] == "slab" and result["unit_depth"] == 16 and result["candidates"] == 2
     assert sorted((e["z0"], e["z1"]) for e in result["suggestions"]) == [(0, 16), (16, 20)]
     assert "2 of the 3 slabs" in result["message"]
@@ -228,11 +228,11 @@ def test_split_prediction_the_completing_part_writes_the_same_suggestions(model,
     first = predict_scan(model["weights"], model["scan"], split,
                          settings=PredictSettings(**BASE, suggest=3, suggest_by="even", part=1,
                                                   parts=2))
-    assert "suggestions" not in first and not (split / "suggestions.json").exists()
+    assert first.suggestions is None and not (split / "suggestions.json").exists()
     last = predict_scan(model["weights"], model["scan"], split,
                         settings=PredictSettings(**BASE, suggest=3, suggest_by="even", part=0,
                                                  parts=2))
-    assert last["completed_here"] and last["suggestions"]["found"] == 3
+    assert last.completed_here and last.suggestions["found"] == 3
     for name in FILES:
         assert (single / name).read_bytes() == (split / name).read_bytes(), name
 
@@ -249,12 +249,12 @@ def test_the_command_logs_one_line_listing_them(model, tmp_path, caplog):
             "suggest=2", "suggest_spacing=3"]))
     lines = [r.getMessage() for r in caplog.records if "to label next" in r.getMessage()]
     assert len(lines) == 1, caplog.text
-    zs = [e["z"] for e in report["suggestions"]["suggestions"]]
+    zs = [e["z"] for e in report.suggestions["suggestions"]]
     assert lines[0].startswith(
         "suggested slices to label next (entropy, mean over the whole slice)")
     assert all(f"z={z} (" in lines[0] for z in zs) and str(out / "suggestions.json") in lines[0]
-    assert report["settings"] == json.loads((out / "report.json").read_text())["settings"]
-    assert json.loads((out / "report.json").read_text())["suggestions"] == report["suggestions"]
+    assert report.settings == json.loads((out / "report.json").read_text())["settings"]
+    assert json.loads((out / "report.json").read_text())["suggestions"] == report.suggestions
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -287,7 +287,7 @@ def test_a_sparse_store_scan_gets_only_unlabelled_slices(model, tmp_path):
                                                  str(tmp_path / "mask.npy"))], ImportOptions())
     settings = PredictSettings(**BASE, suggest=3, suggest_spacing=0)
     full = predict_scan(model["weights"], "s1", tmp_path / "full.zarr",
-                        store_path=tmp_path / "store", settings=settings)["suggestions"]
+                        store_path=tmp_path / "store", settings=settings).suggestions
     assert full["suggestions"] == [] and "labelled already" in full["message"]
     assert full["labelled_excluded"] == 14
     # the mask made sparse: slices 0-9 unlabelled, 10-13 labelled (a voxel or whole)
@@ -299,9 +299,9 @@ def test_a_sparse_store_scan_gets_only_unlabelled_slices(model, tmp_path):
     mask[:] = sparse
     dense = predict_scan(model["weights"], model["scan"], tmp_path / "file.zarr",
                          settings=PredictSettings(**BASE, suggest=14, suggest_spacing=0))
-    assert dense["suggestions"]["found"] == 14  # a file scan: no mask, every slice
+    assert dense.suggestions["found"] == 14  # a file scan: no mask, every slice
     part = predict_scan(model["weights"], "s1", tmp_path / "sparse.zarr",
                         store_path=tmp_path / "store",
                         settings=PredictSettings(**BASE, suggest=14, suggest_spacing=0))
-    zs = sorted(e["z"] for e in part["suggestions"]["suggestions"])
-    assert zs == list(range(10)) and part["suggestions"]["labelled_excluded"] == 4
+    zs = sorted(e["z"] for e in part.suggestions["suggestions"])
+    assert zs == list(range(10)) and part.suggestions["labelled_excluded"] == 4

@@ -51,7 +51,7 @@ def test_maps_stored_and_summarised(files, tmp_path):
                                uncertainty_threshold=0.3)
     report = predict_scan([files["a"], files["b"]], files["scan"], out, settings=settings)
     labels = zarr.open_group(str(out), mode="r")["labels/segmentation/0"][:]
-    summary = report["uncertainty"]
+    summary = report.uncertainty
     assert summary["threshold"] == 0.3
     h, mi = _map(out, "entropy"), _map(out, "mutual_information")
     assert h.shape == labels.shape and h.dtype == np.float32

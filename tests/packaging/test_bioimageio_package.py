@@ -133,7 +133,7 @@ def test_a_package_is_read_without_unpickling_anything(packages, tmp_path, monke
         report = predict_scan(str(packages["2d"]["zip"]), str(tmp_path / "scan.npy"),
                               tmp_path / f"{engine}.zarr", settings=PredictSettings(
                                   progress=False, summary=False, pyramid=0, engine=engine))
-        assert report["voxels_predicted"] == 2 * 64 * 64
+        assert report.voxels_predicted == 2 * 64 * 64
 
 
 def test_foreign_or_broken_packages_are_refused(tmp_path):
