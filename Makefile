@@ -31,10 +31,11 @@ pretrained: $(STAMP)
 	BIN=$(BIN) scripts/make_pretrained.sh
 
 # the SLURM tests (tests/slurm/) run on a one-node cluster started for them and stopped afterwards;
-# the napari tests (tests/gui/) in a virtual X server (Xvfb) started and stopped likewise
+# the napari tests (tests/gui/) in a virtual X server (Xvfb) and the tracking-server tests against
+# an MLflow server on PostgreSQL (scripts/with_services.sh), started and stopped likewise
 test: $(STAMP)
 	$(BIN)/lint-imports
-	scripts/with_slurm.sh scripts/with_xvfb.sh $(BIN)/python -m pytest -q
+	scripts/with_services.sh scripts/with_xvfb.sh $(BIN)/python -m pytest -q --durations=25
 
 # the benchmark suite at its 2-core sizes (~10 min); writes benchmarks/README.md and results.json
 # (BENCH_ARGS="--threads 2 --only train_step" for a part)
