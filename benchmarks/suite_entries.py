@@ -83,6 +83,8 @@ ENTRIES = (
           recorded=True),
     Entry("labelling_budget", "labelling_budget.py",
           "how many labelled slices does fine-tuning on a new kind of scan need?", recorded=True),
+    Entry("openvino", "onnx_engine.py",
+          "would OpenVINO beat onnxruntime as a CPU engine (same ONNX model)?", recorded=True),
     Entry("calibration", "calibration.py",
           "does temperature scaling calibrate the network (ECE before/after, per class; members "
           "or the mean of an ensemble)?", recorded=True),
