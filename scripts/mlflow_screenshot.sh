@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Regenerate docs/images/mlflow_models.png: the MLflow UI (headless chromium) on an experiment in
-# its model-training view, with a fit's model logged and registered as bone_pores@champion.
+# Regenerate docs/images/mlflow_models.png and mlflow_registry.png: the MLflow UI (headless
+# chromium) on an experiment in its model-training view, its fits' logged models, one registered as
+# bone_pores@champion, and that registered model's page (its version, alias and source run).
 # (The UI keeps its GenAI / Model training switch per browser; ?workflowType=machine_learning in
 # the address picks model training.) A throwaway SQLite store and server in a temporary folder; nothing else is touched.
 #   scripts/mlflow_screenshot.sh [out.png]     (needs chromium: apt-get install -y chromium)
@@ -19,7 +20,7 @@ cleanup() { [[ -n $server ]] && kill -- "-$server" 2>/dev/null; rm -rf "$tmp"; }
 trap cleanup EXIT
 uri="sqlite:///$tmp/mlflow.db"
 # a run as bone-fit records it (tiny random weights), its model, registered with an alias
-exp_id=$(PYTHONPATH=$root:$root/tests/inference OMP_NUM_THREADS=1 "$py" - "$uri" "$tmp" <<'PY' 2>"$tmp/setup.log" | tail -n 1
+exp_id=$(PYTHONPATH=$root:$root/tests OMP_NUM_THREADS=1 "$py" - "$uri" "$tmp" <<'PY' 2>"$tmp/setup.log" | tail -n 1
 import sys
 from pathlib import Path
 
@@ -58,10 +59,12 @@ for _ in $(seq 1 240); do
     curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
     sleep 0.5
 done
-"$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1440,900 \
-    --virtual-time-budget=20000 --screenshot="$tmp/shot.png" \
-    "http://127.0.0.1:$port/#/experiments/$exp_id/models?workflowType=machine_learning" >/dev/null 2>&1
-# a palette PNG keeps the file small (< 300 kB)
-"$py" -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').quantize(128).save(sys.argv[2], optimize=True)" \
-    "$tmp/shot.png" "$out"
-echo "mlflow_screenshot: wrote $out"
+shot() {  # url, png: a palette PNG keeps the file small (< 300 kB)
+    "$browser" --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1920,820 \
+        --virtual-time-budget=20000 --screenshot="$tmp/shot.png" "$1" >/dev/null 2>&1
+    "$py" -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').quantize(128).save(sys.argv[2], optimize=True)" \
+        "$tmp/shot.png" "$2"
+    echo "mlflow_screenshot: wrote $2"
+}
+shot "http://127.0.0.1:$port/#/experiments/$exp_id/models?workflowType=machine_learning" "$out"
+shot "http://127.0.0.1:$port/#/models/bone_pores" "$(dirname "$out")/mlflow_registry.png"

@@ -8,6 +8,7 @@ newer version changes what every such command uses, without touching a file.
 
 from __future__ import annotations
 
+import json
 import re
 
 from bone_seg.errors import BoneSegError
@@ -29,6 +30,16 @@ def run_model_id(client, run) -> str:
                            "it was fitted before bone-fit logged its weights as a model; fit it "
                            "again to register it")
     return outputs[-1].model_id
+
+
+def _link_version(client, model_id: str, name: str, version: str) -> None:
+    """Name the version on its logged model (the tag the UI's Models page shows as "Registered
+    models"; what ``mlflow.register_model`` writes, which would need MLflow's global tracking
+    URI, so it is written here through the client)."""
+    tag = "mlflow.modelVersions"
+    model = client.get_logged_model(model_id)
+    versions = json.loads(model.tags.get(tag) or "[]") + [{"name": name, "version": version}]
+    client.set_logged_model_tags(model_id, {tag: json.dumps(versions)})
 
 
 def register_run_model(tracking_uri: str, run_id: str, name: str, alias: str) -> str:
@@ -64,6 +75,7 @@ def register_run_model(tracking_uri: str, run_id: str, name: str, alias: str) ->
                                          tags={"bone_seg.run_name": run.info.run_name or "",
                                                MODEL_ID_TAG: model_id})
         client.set_registered_model_alias(name, alias, mv.version)
+        _link_version(client, model_id, name, str(mv.version))
     except MlflowException as err:
         raise BoneSegError(f"MLflow at {tracking_uri} refused to register run {run_id} as "
                            f"{name}@{alias}: {err}") from err

@@ -1,6 +1,7 @@
 """Weights as MLflow models: logged without pickle, registered by bone-report, read back by
 bone-predict as ``models:/<name>@<alias>`` — against SQLite and the PostgreSQL-backed server."""
 
+import json
 import os
 import pickle
 import socket
@@ -75,6 +76,8 @@ def test_registry_round_trip_predicts_bitwise_as_the_file(tmp_path, tracking):
     client = tracking.client()
     mv = client.get_model_version_by_alias(name, "champion")
     assert mv.run_id == best_id  # the run of the higher mIoU
+    linked = json.loads(client.get_logged_model(mv.model_id).tags["mlflow.modelVersions"])
+    assert linked == [{"name": name, "version": mv.version}]  # the UI's "Registered models"
     np.save(tmp_path / "scan.npy", scan((6, 40, 36)))
     labels = []
     for weights in (f"models:/{name}@champion", best_file):
