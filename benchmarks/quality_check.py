@@ -111,10 +111,10 @@ def accuracy(args) -> None:
             out = root / f"{base}_{name}.zarr"
             report, _ = predict(args.weights, img, out, check=True)
             labels = np.asarray(zarr.open_group(str(out), mode="r")["labels/segmentation/0"])
-            c = report["check"]
+            c = report.check
             row = {"scan": f"{base}/{name}", "miou": miou(labels, mask),
                    "score": c["score"], "verdict": c["verdict"],
-                   "confidence": report["confidence"]["mean"], **c["figures"]}
+                   "confidence": report.confidence["mean"], **c["figures"]}
             rows.append(row)
             print(json.dumps(row), flush=True)
     (root / "quality_rows.json").write_text(json.dumps(rows, indent=1))
@@ -193,10 +193,11 @@ def check_seconds(weights: str, image: np.ndarray, out: Path, rounds: int) -> fl
     import zarr
 
     from bone_seg.inference.quality import CheckSettings, check_scan
+    from bone_seg.inference.record import PredictionReport
     from bone_seg.weights.safetensors_file import load_weights
 
     _, meta = load_weights(weights)
-    report = json.loads((out / "report.json").read_text())
+    report = PredictionReport.read(out / "report.json")
     labels = zarr.open_group(str(out), mode="r")["labels/segmentation/0"]
     m, sd = float(image[image > 0].mean()), float(image[image > 0].std())
 
@@ -207,8 +208,8 @@ def check_seconds(weights: str, image: np.ndarray, out: Path, rounds: int) -> fl
     for _ in range(rounds):
         t = time.perf_counter()
         check_scan(meta.quality_profile, CheckSettings(), name="x",
-                   mean_confidence=report["confidence"]["mean"],
-                   histogram=report["confidence"]["histogram"], read_image=read,
+                   mean_confidence=report.confidence["mean"],
+                   histogram=report.confidence["histogram"], read_image=read,
                    read_labels=lambda a, b: labels[a:b], shape=image.shape, slab_depth=16,
                    class_names=list(meta.class_names))
         times.append(time.perf_counter() - t)

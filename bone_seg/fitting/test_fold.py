@@ -47,7 +47,7 @@ def evaluate_test_scans(weights: Path, datamodule: Any, settings: Any,
     for scan_id in datamodule.splits["test"]:
         pred = pred_dir / f"{scan_id}.zarr"
         checks[scan_id] = predict_scan(weights, scan_id, pred, store_path=store,
-                                       settings=predict).get("check") or {}
+                                       settings=predict).check or {}
         counts = confusion_counts(Path(store) / "scans" / scan_id / "mask", pred / "labels",
                                   datamodule.num_classes, progress=False, ignore=UNLABELLED)
         scores = scores_from_confusion(counts.matrix, datamodule.class_names, ignore=UNLABELLED,

@@ -32,7 +32,7 @@ def run_model_id(client, run) -> str:
     return outputs[-1].model_id
 
 
-def _link_version(client, model_id: str, name: str, version: str) -> None:
+def _link_version(client, model_id: str, name: str, version: int | str) -> None:
     """Name the version on its logged model (the tag the UI's Models page shows as "Registered
     models"; what ``mlflow.register_model`` writes, which would need MLflow's global tracking
     URI, so it is written here through the client)."""
@@ -75,7 +75,7 @@ def register_run_model(tracking_uri: str, run_id: str, name: str, alias: str) ->
                                          tags={"bone_seg.run_name": run.info.run_name or "",
                                                MODEL_ID_TAG: model_id})
         client.set_registered_model_alias(name, alias, mv.version)
-        _link_version(client, model_id, name, str(mv.version))
+        _link_version(client, model_id, name, mv.version)
     except MlflowException as err:
         raise BoneSegError(f"MLflow at {tracking_uri} refused to register run {run_id} as "
                            f"{name}@{alias}: {err}") from err

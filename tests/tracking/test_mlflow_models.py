@@ -76,7 +76,8 @@ def test_registry_round_trip_predicts_bitwise_as_the_file(tmp_path, tracking):
     client = tracking.client()
     mv = client.get_model_version_by_alias(name, "champion")
     assert mv.run_id == best_id  # the run of the higher mIoU
-    linked = json.loads(client.get_logged_model(mv.model_id).tags["mlflow.modelVersions"])
+    model_id = mv.tags["bone_seg.model_id"]  # (the version read back may not carry model_id)
+    linked = json.loads(client.get_logged_model(model_id).tags["mlflow.modelVersions"])
     assert linked == [{"name": name, "version": mv.version}]  # the UI's "Registered models"
     np.save(tmp_path / "scan.npy", scan((6, 40, 36)))
     labels = []
