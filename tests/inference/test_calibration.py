@@ -154,15 +154,15 @@ def test_calibrate_weights_without_training(tiny_store, tmp_path):
     report = predict_scan(out, "tiny_05", tmp_path / "p.zarr", store_path=tiny_store,
                           settings=PredictSettings(device="cpu", batch_size=4, slab_depth=8,
                                                    summary=False, progress=False))
-    check = report["check"]
+    check = report.check
     assert check["verdict"] in ("ok", "check") and check["score"] >= 0
     assert set(check["figures"]) == {"intensity_distance", "uncertainty_ratio",
                                      "low_confidence", "pores_outside", "bone_islands"}
-    assert report["settings"]["temperature"] == [list(result["temperature"])]
+    assert report.settings["temperature"] == [list(result["temperature"])]
     plain = predict_scan(src, "tiny_05", tmp_path / "q.zarr", store_path=tiny_store,
                          settings=PredictSettings(device="cpu", batch_size=4, slab_depth=8,
                                                   summary=False, progress=False))
-    assert "temperature" not in plain["settings"] and plain["check"]["verdict"] is None
+    assert "temperature" not in plain.settings and plain.check["verdict"] is None
 
 
 def _cli(name: str, *args):
