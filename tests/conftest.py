@@ -3,6 +3,7 @@
 import os
 
 import pytest
+from tracking_helpers import Tracking, mlflow_server_url
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -10,6 +11,27 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 REAL_SCAN = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "real", "trabecular_3155_D_4"
 )
+
+
+_TRACKING_URI_AT_START = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(autouse=True)
+def _tracking_uri_left_as_found():
+    """An in-process MLFlowLogger (Lightning's, in a test's own fit) sets MLflow's process-wide
+    tracking URI, which MLflow exports as MLFLOW_TRACKING_URI: every later command of the session
+    would log to that test's database. Put both back after each test."""
+    import sys
+
+    yield
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(_TRACKING_URI_AT_START)
+    if _TRACKING_URI_AT_START is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = _TRACKING_URI_AT_START
 
 
 @pytest.fixture
@@ -47,55 +69,6 @@ def tiny_store(tmp_path_factory):
 
 
 # --- MLflow: the end-to-end tests run against SQLite and against a tracking server ----------------
-
-def mlflow_server_url() -> str:
-    """The URL of the MLflow server on PostgreSQL that scripts/with_services.sh started (`make
-    test`), or a skip naming why there is none."""
-    import urllib.request
-    from pathlib import Path
-
-    state = Path(os.environ.get("BONE_SEG_MLFLOW_DIR", "/tmp/bone_seg_mlflow"))
-    reason = state / "unavailable"
-    if reason.is_file():
-        pytest.skip(f"MLflow server on PostgreSQL unavailable: {reason.read_text().strip()}")
-    url_file = state / "url"
-    if not url_file.is_file():
-        pytest.skip("no MLflow server on PostgreSQL running; run the tests through "
-                    "scripts/with_services.sh (make test) or start scripts/mlflow_local.sh")
-    url = url_file.read_text().strip()
-    try:
-        urllib.request.urlopen(url + "/health", timeout=5)
-    except OSError as err:
-        pytest.skip(f"the MLflow server at {url} does not answer: {err}")
-    return url
-
-
-class Tracking:
-    """Where a test's MLflow records go: ``uri`` and an ``experiment`` of the test's own (a
-    server is shared by every test), with the overrides that point a command at them."""
-
-    def __init__(self, uri: str, experiment: str):
-        self.uri = uri
-        self.experiment = experiment
-
-    @property
-    def overrides(self) -> list[str]:
-        return [f"logger.tracking_uri={self.uri}", f"logger.experiment_name={self.experiment}"]
-
-    @property
-    def is_server(self) -> bool:
-        return self.uri.startswith("http")
-
-    def client(self):
-        import mlflow
-
-        return mlflow.MlflowClient(self.uri)
-
-    def runs(self, filter_string: str = "") -> list:
-        client = self.client()
-        exp = client.get_experiment_by_name(self.experiment)
-        return [] if exp is None else client.search_runs([exp.experiment_id], filter_string)
-
 
 @pytest.fixture(params=["sqlite", "server"])
 def tracking_uri(request, tmp_path) -> str:

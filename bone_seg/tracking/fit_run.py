@@ -35,12 +35,34 @@ log = logging.getLogger("bone_seg.fit")
 PLUMBING_NAMES = ("_target_", "_convert_", "_partial_", "_recursive_")
 PLUMBING_KEYS = ("trainer.default_root_dir", "data.store", "sweep", "experiment_name",
                  "publish_to")
+#: the variable MLflow reads (and exports on ``mlflow.set_tracking_uri``)
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 PLUMBING_PREFIXES = ("paths.", "logger.", "callbacks.", "hydra.", "grid_points.", "dims_batch.")
 
 
 class FitRunLogger(MLFlowLogger):
     """An MLFlowLogger whose successful run is ended by :func:`end_run`, not by Lightning, and
     whose epoch metrics are stepped by the epoch."""
+
+    @property
+    def experiment(self):
+        """Lightning's MLflow client, without leaving our tracking URI as the process's own:
+        Lightning's ``experiment`` calls ``mlflow.set_tracking_uri``, which MLflow also exports as
+        ``MLFLOW_TRACKING_URI``, and ``logger.tracking_uri`` reads that variable: a second fit in
+        the same process (napari's fine-tune dock, a test) would log to the first one's
+        database."""
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        env = os.environ.get(TRACKING_URI_ENV)
+        process_uri = tracking_utils._tracking_uri  # noqa: SLF001 (MLflow has no getter of "unset")
+        try:
+            return super().experiment
+        finally:
+            tracking_utils._tracking_uri = process_uri  # noqa: SLF001
+            if env is None:
+                os.environ.pop(TRACKING_URI_ENV, None)
+            else:
+                os.environ[TRACKING_URI_ENV] = env
 
     def finalize(self, status: str = "success") -> None:
         """Leave a successful run open for the test evaluation; end a failed one."""

@@ -38,7 +38,10 @@ def _link_version(client, model_id: str, name: str, version: int | str) -> None:
     URI, so it is written here through the client)."""
     tag = "mlflow.modelVersions"
     model = client.get_logged_model(model_id)
-    versions = json.loads(model.tags.get(tag) or "[]") + [{"name": name, "version": version}]
+    versions = json.loads(model.tags.get(tag) or "[]")
+    if any(v.get("name") == name and str(v.get("version")) == str(version) for v in versions):
+        return  # a tracking server links it itself on create_model_version
+    versions.append({"name": name, "version": version})
     client.set_logged_model_tags(model_id, {tag: json.dumps(versions)})
 
 

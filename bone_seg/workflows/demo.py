@@ -2,9 +2,10 @@
 
 Each command is printed, then run as its own process with the demo's ``paths.root``, so the demo
 shows the real command-line interface and leaves the same files and MLflow runs a user's session
-would. A failing stage stops the demo with its exit status. What the stages print on standard output
-is also written to ``<paths.root>/demo_transcript.log`` (progress bars and logs stay on standard
-error), the source of the README's transcript (``scripts/readme_demo.py``).
+would. A failing stage stops the demo with its exit status. What the stages print (their results on
+standard output, their messages on standard error) reaches the terminal as it comes, progress bars
+included, and is also written, without the progress bars, to ``<paths.root>/demo_transcript.log``:
+the source of the README's transcript (``scripts/readme_demo.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -27,6 +29,8 @@ BIN = Path(sys.executable).parent
 
 
 TRANSCRIPT = "demo_transcript.log"
+#: a tqdm bar: "37%|███▋      | 11/30 [00:04<00:07, ..."
+_PROGRESS_BAR = re.compile(r"\d+%\||\| *\d+/\d+ \[")
 
 
 class _Transcript:
@@ -38,23 +42,43 @@ class _Transcript:
 
     def print(self, text: str) -> None:
         print(text, flush=True)
+        self.keep(text)
+
+    def keep(self, text: str) -> None:
+        """Append a line to the transcript only (it is on the terminal already)."""
         self.file.write(text + "\n")
         self.file.flush()
 
     def run(self, cmd: list[str]) -> None:
-        """Run one stage; its standard output goes to the terminal and the transcript."""
+        """Run one stage: what it prints (both streams) goes to the terminal as it comes and, as
+        whole lines without the progress bars, to the transcript."""
         self.print(f"\n$ {shlex.join(cmd)}")
         t = time.perf_counter()
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with subprocess.Popen([str(BIN / cmd[0]), *cmd[1:]], stdout=subprocess.PIPE, text=True,
-                              encoding="utf-8", errors="replace", env=env) as proc:
+        with subprocess.Popen([str(BIN / cmd[0]), *cmd[1:]], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, env=env) as proc:
             assert proc.stdout is not None
-            for line in proc.stdout:
-                self.print(line.rstrip("\n"))
+            pending = b""
+            while chunk := os.read(proc.stdout.fileno(), 1 << 16):
+                sys.stdout.buffer.write(chunk)
+                sys.stdout.flush()
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    self._keep_line(line)
+            if pending:
+                self._keep_line(pending)
         if proc.returncode != 0:
             raise BoneSegError(f"demo stage '{cmd[0]}' failed (exit {proc.returncode}); its "
                                "message is above")
         self.print(f"[{cmd[0]} took {time.perf_counter() - t:.0f} s]")
+
+    def _keep_line(self, line: bytes) -> None:
+        # a progress bar redraws itself after \r; a message printed above the bars follows the
+        # \r that cleared them: the text after the last \r, unless it is a bar
+        raw = line.decode("utf-8", errors="replace")
+        text = raw.rsplit("\r", 1)[-1]
+        if (text.strip() or "\r" not in raw) and not _PROGRESS_BAR.search(text):
+            self.keep(text)
 
 
 def _latest_run(runs: Path, name: str) -> Path:

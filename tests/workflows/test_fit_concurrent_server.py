@@ -16,7 +16,7 @@ FITS = 8
 def test_eight_fits_at_once_keep_every_run_metric_and_artifact(tmp_path, tiny_store):
     import uuid
 
-    from conftest import Tracking, mlflow_server_url
+    from tracking_helpers import Tracking, mlflow_server_url
 
     tracking = Tracking(mlflow_server_url(), f"test-{uuid.uuid4().hex[:12]}")
     assert sqlite_path(tracking.uri) is None  # no file lock for a server
