@@ -164,7 +164,9 @@ def test_mlflow_models_serve_answers_a_prediction(tmp_path):
     run_id, weights = _fit_like_run(tracking, tmp_path, 0.5, 4)
     model_id = tracking.client().get_run(run_id).outputs.model_outputs[0].model_id
     port = _free_port()
-    env = {**_env(), "MLFLOW_TRACKING_URI": tracking.uri}
+    # as the README runs it: the venv's bin first on PATH (mlflow execs uvicorn from there)
+    env = {**_env(), "MLFLOW_TRACKING_URI": tracking.uri,
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = (tmp_path / "serve.log").open("w")
     server = subprocess.Popen([str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{model_id}",
                                "--env-manager", "local", "--host", "127.0.0.1", "-p", str(port)],
