@@ -1,8 +1,8 @@
 """bone-demo with a phantom set of the user's choice, and its closing hint."""
 
 import json
-import re
 import os
+import re
 import shlex
 import subprocess
 import sys
