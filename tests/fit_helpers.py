@@ -10,8 +10,11 @@ from pathlib import Path
 import torch
 
 BIN = Path(sys.executable).parent
+# calibration (on by default) is switched on by the tests of it: test_fit's first test, the
+# calibration tests; elsewhere it would add a prediction of the validation scans to every fit
 TINY = ["experiment=quick", "data.patch_size=32", "data.batch_size=8", "data.patches_per_tile=1",
-        "data.num_workers=0", "trainer.max_epochs=2", "callbacks.complexity=null"]
+        "data.num_workers=0", "trainer.max_epochs=2", "callbacks.complexity=null",
+        "calibrate.enabled=false"]
 
 
 def fit_command(root: Path, store: Path, *overrides: str) -> list[str]:

@@ -19,6 +19,9 @@ import warnings
 KNOWN_WARNINGS = (
     r"`torch\.jit\.(script|interface)` is deprecated",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+    # Lightning, wherever SLURM is installed: bone_seg's jobs reach SLURM through its launcher
+    # (hydra/launcher=slurm, which runs srun itself), never by prefixing a command with srun
+    r"The `srun` command is available on your system but is not used",
 )
 #: Log records of libraries that are advertisements, not information (matched by start)
 ADVERTISEMENTS = {"lightning.pytorch.utilities.rank_zero": ("💡 Tip: For seamless cloud logging",)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -72,12 +73,19 @@ def log_weights_model(client, run_id: str, weights: str | Path, name: str = MODE
     try:
         with tempfile.TemporaryDirectory() as tmp:
             local = Path(tmp) / "model"
-            mlflow.pyfunc.save_model(
-                str(local), python_model=str(MODEL_CODE),
-                artifacts={"weights": str(weights)},
-                mlflow_model=Model(artifact_path=model.artifact_location, run_id=run_id,
-                                   model_id=model.model_id, model_uuid=model.model_id),
-                signature=signature(meta), pip_requirements=requirements())
+            with warnings.catch_warnings():
+                # the signature is given (``signature``): MLflow's notes that it does not read
+                # predict's type hints as one, and that an input example (MLflow would load and
+                # run the network while logging) is missing, say nothing a user can act on
+                for note in (r".*input example was not provided", r".*Type hint used in the model",
+                             r"Failed to infer signature from type hint"):
+                    warnings.filterwarnings("ignore", message=note)
+                mlflow.pyfunc.save_model(
+                    str(local), python_model=str(MODEL_CODE),
+                    artifacts={"weights": str(weights)},
+                    mlflow_model=Model(artifact_path=model.artifact_location, run_id=run_id,
+                                       model_id=model.model_id, model_uuid=model.model_id),
+                    signature=signature(meta), pip_requirements=requirements())
             client.log_model_artifacts(model.model_id, str(local))
         client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
         client.finalize_logged_model(model.model_id, "READY")

@@ -26,7 +26,7 @@ def _runs(root):
 
 def test_fit_leaves_weights_log_config_and_one_finished_mlflow_run(tmp_path, tiny_store, tracking):
     proc = run_fit(tmp_path, tiny_store, "data.num_folds=3", "data.test_fold=1", "sweep=t",
-                   *tracking.overrides)
+                   "calibrate.enabled=true", *tracking.overrides)
     (run,) = run_dirs(tmp_path)
     state, meta = load_weights(run / "best.safetensors")
     splits = json.loads((run / "splits.json").read_text())
