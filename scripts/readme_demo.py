@@ -26,6 +26,8 @@ END = "<!-- demo-transcript:end -->"
 #: figures that depend on the machine and its load, masked by --check
 MACHINE = re.compile(r"\d+(\.\d+)?(?= ?(s\b|min\b|Mvoxel/s|GB\b|GB/s))|took \d+ s|"
                      r"\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}_[0-9a-f]+|[0-9a-f]{32}")
+#: a Python warning as printed: "/path/module.py:204: UserWarning: ..." (or Lightning's, no category)
+PY_WARNING = re.compile(r"^\S+\.py:\d+: ")
 HYDRA_PREFIX = re.compile(r"^\[\d{4}-\d{2}-\d{2} [\d:,]+\]\[HYDRA\] ?")
 DROP = ("GPU available", "TPU available", "Model FLOPs", "saved best weights", "run directory:",
         "report: ", "importing ", "`Trainer.fit` stopped", "  fitting time", "  GPU utilisation",
@@ -93,9 +95,27 @@ def _report(stage: list[str]) -> list[str]:
     return [line for line in stage if line.startswith(("$ ", "|", "[", "sweep "))]
 
 
+def _no_python_warnings(lines: list[str]) -> list[str]:
+    """Without a library's Python warnings (``file.py:12: XWarning: ...`` and the indented source
+    line Python prints under it): the terminal shows them, the README does not."""
+    out: list[str] = []
+    skip_source = False
+    for line in lines:
+        if PY_WARNING.match(line):
+            skip_source = True
+            continue
+        if skip_source and line.startswith("  ") and not line.startswith(("  train", "  val")):
+            skip_source = False
+            continue
+        skip_source = False
+        out.append(line)
+    return out
+
+
 def render(transcript: str) -> str:
     """The README's shortened transcript of one demo run."""
     lines = [line for line in transcript.splitlines() if "\r" not in line and "it/s]" not in line]
+    lines = _no_python_warnings(lines)
     root = next((m.group(1) for line in lines if (m := re.search(r"paths\.root=(\S+)", line))), "")
     out: list[str] = []
     for stage in _stages(lines)[1:]:
