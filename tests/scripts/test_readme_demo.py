@@ -22,6 +22,9 @@ importing 3 scan(s) into /x/out/data/store
 
 $ bone-fit paths.root=/x/out sweep=demo experiment=quick
 GPU available: False, used: False
+/venv/lib/python3.11/site-packages/lightning/fabric/plugins/environments/slurm.py:204: The `srun` command is available
+/venv/lib/python3.11/site-packages/mlflow/pyfunc/model.py:320: UserWarning: Type hint used
+  func_info = _get_func_info_if_type_hint_supported(predict_attr)
 Epoch 1/3  lr 1.000e-03  time 139.8 s  ** new best val/miou: 0.8728 **
   train  loss 0.4060  mIoU 0.6825
   val    loss 0.2244  mIoU 0.8728  mDice 0.9302
@@ -45,6 +48,8 @@ def test_the_transcript_is_shortened_by_its_rules():
     assert "$ bone-import scan_dir=bone_seg_out/data/phantoms overwrite=true" in text
     assert "|  2 | b    |" not in text and "|  3 | c    |" in text  # first and last row, … between
     assert "GPU available" not in text and "saved best weights" not in text
+    assert "srun" not in text and "Warning" not in text and "func_info" not in text
+    assert "  train  loss 0.4060  mIoU 0.6825" in text  # indented lines of the fit's own stay
     assert "Epoch 1/3" in text and "Epoch 2/3" in text and "Epoch 3/3" not in text  # first, best
     assert "test fold mIoU 0.9264" in text and "  wall time" in text
     assert readme_demo.epochs_line(TRANSCRIPT).endswith("0.873, **0.920**, 0.910.")
