@@ -26,7 +26,7 @@ END = "<!-- demo-transcript:end -->"
 #: figures that depend on the machine and its load, masked by --check
 MACHINE = re.compile(r"\d+(\.\d+)?(?= ?(s\b|min\b|Mvoxel/s|GB\b|GB/s))|took \d+ s|"
                      r"\d{4}-\d{2}-\d{2}/\d{2}-\d{2}-\d{2}_[0-9a-f]+|[0-9a-f]{32}")
-#: a Python warning as printed: "/path/module.py:204: UserWarning: ..." (or Lightning's, no category)
+#: a Python warning as printed: "/path/module.py:204: UserWarning: ..." (Lightning: no category)
 PY_WARNING = re.compile(r"^\S+\.py:\d+: ")
 HYDRA_PREFIX = re.compile(r"^\[\d{4}-\d{2}-\d{2} [\d:,]+\]\[HYDRA\] ?")
 DROP = ("GPU available", "TPU available", "Model FLOPs", "saved best weights", "run directory:",

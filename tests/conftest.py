@@ -13,27 +13,6 @@ REAL_SCAN = os.path.join(
 )
 
 
-_TRACKING_URI_AT_START = os.environ.get("MLFLOW_TRACKING_URI")
-
-
-@pytest.fixture(autouse=True)
-def _tracking_uri_left_as_found():
-    """An in-process MLFlowLogger (Lightning's, in a test's own fit) sets MLflow's process-wide
-    tracking URI, which MLflow exports as MLFLOW_TRACKING_URI: every later command of the session
-    would log to that test's database. Put both back after each test."""
-    import sys
-
-    yield
-    if "mlflow" in sys.modules:
-        import mlflow
-
-        mlflow.set_tracking_uri(_TRACKING_URI_AT_START)
-    if _TRACKING_URI_AT_START is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = _TRACKING_URI_AT_START
-
-
 @pytest.fixture
 def real_scan_dir():
     """The real micro-CT stack shipped beside the project (skipped when absent)."""

@@ -14,10 +14,11 @@ A sweep's job is nested under the sweep's parent run (:mod:`bone_seg.tracking.sw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,23 +47,11 @@ class FitRunLogger(MLFlowLogger):
 
     @property
     def experiment(self):
-        """Lightning's MLflow client, without leaving our tracking URI as the process's own:
-        Lightning's ``experiment`` calls ``mlflow.set_tracking_uri``, which MLflow also exports as
-        ``MLFLOW_TRACKING_URI``, and ``logger.tracking_uri`` reads that variable: a second fit in
-        the same process (napari's fine-tune dock, a test) would log to the first one's
-        database."""
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
-        env = os.environ.get(TRACKING_URI_ENV)
-        process_uri = tracking_utils._tracking_uri  # noqa: SLF001 (MLflow has no getter of "unset")
-        try:
+        """Lightning's MLflow client, without leaving our tracking URI as the process's own
+        (:func:`tracking_uri_kept`): a second fit in the same process (napari's fine-tune dock)
+        would otherwise log to the first one's database."""
+        with tracking_uri_kept():
             return super().experiment
-        finally:
-            tracking_utils._tracking_uri = process_uri  # noqa: SLF001
-            if env is None:
-                os.environ.pop(TRACKING_URI_ENV, None)
-            else:
-                os.environ[TRACKING_URI_ENV] = env
 
     def finalize(self, status: str = "success") -> None:
         """Leave a successful run open for the test evaluation; end a failed one."""
@@ -80,6 +69,28 @@ class FitRunLogger(MLFlowLogger):
             step = int(epoch) + 1
         if metrics:
             super().log_metrics(metrics, step)
+
+
+@contextlib.contextmanager
+def tracking_uri_kept() -> Iterator[None]:
+    """Put MLflow's process-wide tracking URI and ``MLFLOW_TRACKING_URI`` back as they were.
+
+    ``mlflow.set_tracking_uri`` (which Lightning's ``MLFlowLogger.experiment`` calls) also exports
+    the URI as that variable, and ``logger.tracking_uri`` reads the variable: without this, every
+    later fit of the process (and every command it starts) would log where the first one did.
+    """
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    env = os.environ.get(TRACKING_URI_ENV)
+    process_uri = tracking_utils._tracking_uri  # noqa: SLF001 (MLflow has no getter of "unset")
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri = process_uri  # noqa: SLF001
+        if env is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = env
 
 
 def build_logger(tracking_uri: str, experiment_name: str, run_name: str,

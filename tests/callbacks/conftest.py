@@ -18,6 +18,7 @@ from torch import nn
 from bone_seg.callbacks.complexity import ModelComplexity
 from bone_seg.callbacks.epoch_log import EpochLog
 from bone_seg.callbacks.resources import ResourceMonitorCallback
+from bone_seg.tracking.fit_run import tracking_uri_kept
 
 
 @dataclass
@@ -66,8 +67,8 @@ def tiny_fit(tmp_path_factory: pytest.TempPathFactory) -> Fit:
     log_records, undo_log = capture("bone_seg.fit", logging.DEBUG)
     fvcore_records, undo_fvcore = capture("fvcore", logging.DEBUG)
     fit = trainer(str(root), callbacks, [csv_logger, mlflow_logger], max_epochs=max_epochs)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
+    try:  # Lightning's MLFlowLogger sets the process's tracking URI: put it back afterwards
+        with tracking_uri_kept(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             fit.fit(module, train, val)
     finally:

@@ -22,7 +22,7 @@ importing 3 scan(s) into /x/out/data/store
 
 $ bone-fit paths.root=/x/out sweep=demo experiment=quick
 GPU available: False, used: False
-/venv/lib/python3.11/site-packages/lightning/fabric/plugins/environments/slurm.py:204: The `srun` command is available
+/venv/lightning/fabric/plugins/environments/slurm.py:204: The `srun` command is available
 /venv/lib/python3.11/site-packages/mlflow/pyfunc/model.py:320: UserWarning: Type hint used
   func_info = _get_func_info_if_type_hint_supported(predict_attr)
 Epoch 1/3  lr 1.000e-03  time 139.8 s  ** new best val/miou: 0.8728 **

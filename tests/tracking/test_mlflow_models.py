@@ -17,6 +17,7 @@ import torch
 import zarr
 from inference_helpers import save_model, scan
 
+from bone_seg.tracking.fit_run import tracking_uri_kept
 from bone_seg.tracking.models import log_model_metrics, log_weights_model
 from bone_seg.tracking.store import ensure_experiment
 
@@ -124,8 +125,9 @@ def test_the_mlflow_loader_unpickles_nothing(tmp_path, tracking, monkeypatch):
 
     run_id, weights = _fit_like_run(tracking, tmp_path, 0.5, 3)
     model_id = tracking.client().get_run(run_id).outputs.model_outputs[0].model_id
-    mlflow.set_tracking_uri(tracking.uri)
-    try:
+    with tracking_uri_kept():
+        mlflow.set_tracking_uri(tracking.uri)
+
         def refuse(*a, **k):
             raise AssertionError("something was unpickled")
 
@@ -138,9 +140,7 @@ def test_the_mlflow_loader_unpickles_nothing(tmp_path, tracking, monkeypatch):
         model = mlflow.pyfunc.load_model(f"models:/{model_id}")
         x = np.random.default_rng(0).normal(size=(2, 1, 32, 32)).astype(np.float32)
         got = model.predict(x)
-    finally:
         monkeypatch.undo()
-        mlflow.set_tracking_uri(None)
     net, _ = load_net(weights)
     with torch.inference_mode():
         want = net(torch.from_numpy(x)).argmax(1).numpy()
