@@ -33,9 +33,11 @@ pretrained: $(STAMP)
 # the SLURM tests (tests/slurm/) run on a one-node cluster started for them and stopped afterwards;
 # the napari tests (tests/gui/) in a virtual X server (Xvfb) and the tracking-server tests against
 # an MLflow server on PostgreSQL (scripts/with_services.sh), started and stopped likewise
+# pytest in two processes (pytest-xdist), a module at a time each (tests/conftest.py: slow ones first)
+TEST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/lint-imports
-	scripts/with_services.sh scripts/with_xvfb.sh $(BIN)/python -m pytest -q --durations=25
+	scripts/with_services.sh scripts/with_xvfb.sh $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=25
 
 # the benchmark suite at its 2-core sizes (~10 min); writes benchmarks/README.md and results.json
 # (BENCH_ARGS="--threads 2 --only train_step" for a part)

@@ -8,6 +8,28 @@ from tracking_helpers import Tracking, mlflow_server_url
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# --- two test processes: `make test` runs pytest -n 2 --dist loadscope (pytest-xdist) -------------
+# xdist hands each worker whole modules (a module-scoped fixture is built once, not once per
+# worker), in collection order: the modules with slow tests first (below), so that no long one is
+# left for the end while the other worker idles. (Not --dist loadgroup: with pytest 9.2, xdist 3.8
+# fails to attach the group to the test's id, and it distributes test by test.)
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # side by side, each worker (and the commands it starts) computes on one core
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[_name] = "1"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the modules that hold a test marked ``slow`` first (each module kept whole,
+    in its own order)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    slow = {item.module.__name__ for item in items
+            if item.get_closest_marker("slow") is not None and hasattr(item, "module")}
+    items.sort(key=lambda item: getattr(item, "module", None) is None
+               or item.module.__name__ not in slow)
+
+
 REAL_SCAN = os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "data", "real", "trabecular_3155_D_4"
 )
