@@ -14,9 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # left for the end while the other worker idles. (Not --dist loadgroup: with pytest 9.2, xdist 3.8
 # fails to attach the group to the test's id, and it distributes test by test.)
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # side by side, each worker (and the commands it starts) computes on one core
-    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[_name] = "1"
+    from bone_seg.cli.app import apply_threads
+
+    apply_threads(1)  # side by side, each worker (and what it starts) computes on one core
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
