@@ -24,10 +24,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     in its own order)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
-    slow = {item.module.__name__ for item in items
-            if item.get_closest_marker("slow") is not None and hasattr(item, "module")}
-    items.sort(key=lambda item: getattr(item, "module", None) is None
-               or item.module.__name__ not in slow)
+    slow = {item.module for item in items if item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: item.module not in slow)
 
 
 REAL_SCAN = os.path.join(
